@@ -1,0 +1,70 @@
+"""The array module, the dtype policy and seeding.
+
+Every array the engine creates goes through this module, so that another
+array module with numpy's API (cupy) can replace numpy here without touching
+layer code. Layers use ``xp`` for math and the helpers below to create arrays
+in the current float dtype.
+"""
+from __future__ import annotations
+
+import contextlib
+from typing import Iterator
+
+import numpy as np
+
+xp = np  # the array module used by every layer
+
+_DTYPES = {"float32": np.float32, "float64": np.float64}
+_float_dtype: type = np.float32
+
+
+def float_dtype() -> type:
+    """The dtype new parameters and activations are created in."""
+    return _float_dtype
+
+
+def set_float_dtype(name: str | type) -> None:
+    global _float_dtype
+    _float_dtype = _DTYPES[name] if isinstance(name, str) else np.dtype(name).type
+
+
+@contextlib.contextmanager
+def dtype_scope(name: str | type) -> Iterator[None]:
+    """Temporarily switch the float dtype (the gradient checker runs in float64)."""
+    old = _float_dtype
+    set_float_dtype(name)
+    try:
+        yield
+    finally:
+        set_float_dtype(old)
+
+
+def zeros(shape, dtype=None):
+    return xp.zeros(shape, dtype=dtype or _float_dtype)
+
+
+def ones(shape, dtype=None):
+    return xp.ones(shape, dtype=dtype or _float_dtype)
+
+
+def empty(shape, dtype=None):
+    return xp.empty(shape, dtype=dtype or _float_dtype)
+
+
+def full(shape, value, dtype=None):
+    return xp.full(shape, value, dtype=dtype or _float_dtype)
+
+
+def asarray(a, dtype=None):
+    """An array in the float dtype (or ``dtype``), copied only when needed."""
+    return xp.asarray(a, dtype=dtype or _float_dtype)
+
+
+def to_numpy(a) -> np.ndarray:
+    """Bring an array back to host numpy (a no-op for numpy)."""
+    return np.asarray(a)
+
+
+def make_rng(seed: int) -> np.random.Generator:
+    """The one random generator of a run; every layer draws from it."""
+    return np.random.default_rng(seed)

@@ -1,0 +1,134 @@
+"""Central-difference gradient checking in float64.
+
+A layer's scalar objective is a random projection of its output,
+``L = sum(R * layer(x))``, so ``dL/dy = R`` exercises every output element
+with a different weight. The analytic gradients from ``backward(R)`` are
+compared with ``(L(v + eps) - L(v - eps)) / 2 eps`` entry by entry, for the
+input and every parameter; the error of an array is
+``|analytic - numeric|_2 / (|analytic|_2 + |numeric|_2)``.
+
+Stochastic layers (dropout) are re-seeded before every forward pass, so each
+evaluation sees the same mask.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from . import backend as B
+from .layers.base import GradCase, Layer, walk
+from .registry import LAYERS
+
+EPS = 1e-6
+
+
+@dataclass
+class GradReport:
+    errors: dict[str, float]  # array name -> relative error
+
+    @property
+    def worst(self) -> tuple[str, float]:
+        return max(self.errors.items(), key=lambda kv: kv[1]) if self.errors else ("-", 0.0)
+
+    def ok(self, tol: float = 1e-6) -> bool:
+        return all(e < tol for e in self.errors.values())
+
+    def __str__(self) -> str:
+        return ", ".join(f"{k}: {v:.2e}" for k, v in self.errors.items())
+
+
+def rel_error(analytic: np.ndarray, numeric: np.ndarray) -> float:
+    den = np.linalg.norm(analytic) + np.linalg.norm(numeric)
+    return 0.0 if den == 0 else float(np.linalg.norm(analytic - numeric) / den)
+
+
+def numeric_grad(f: Callable[[], float], arr: np.ndarray, idx: np.ndarray, eps: float = EPS) -> np.ndarray:
+    """d f / d arr at the flat indices ``idx``, perturbing ``arr`` in place."""
+    flat = arr.reshape(-1)
+    assert np.shares_memory(flat, arr), "arrays under check must be contiguous"
+    out = np.empty(len(idx))
+    for k, i in enumerate(idx):
+        old = flat[i]
+        flat[i] = old + eps
+        fp = f()
+        flat[i] = old - eps
+        fm = f()
+        flat[i] = old
+        out[k] = (fp - fm) / (2 * eps)
+    return out
+
+
+def sample_indices(size: int, rng: np.random.Generator, max_entries: int) -> np.ndarray:
+    return np.arange(size) if size <= max_entries else np.sort(rng.choice(size, max_entries, replace=False))
+
+
+def reseed(layer: Layer, seed: int) -> None:
+    for _, sub in walk(layer):
+        sub.rng = np.random.default_rng(seed)
+
+
+def check_arrays(loss: Callable[[], float], backward: Callable[[], dict[str, np.ndarray]],
+                 arrays: dict[str, np.ndarray], rng: np.random.Generator,
+                 max_entries: int = 300) -> GradReport:
+    """Compare ``backward()``'s gradients with finite differences of ``loss()``.
+
+    ``arrays`` maps names to the float64 arrays ``loss`` reads (perturbed in
+    place); ``backward`` returns the analytic gradient of each name.
+    """
+    analytic = backward()
+    errors = {}
+    for name, arr in arrays.items():
+        idx = sample_indices(arr.size, rng, max_entries)
+        num = numeric_grad(loss, arr, idx)
+        errors[name] = rel_error(np.asarray(analytic[name]).reshape(-1)[idx], num)
+    return GradReport(errors)
+
+
+def make_layer(layer_type: str, config: dict) -> Layer:
+    cls = LAYERS.get(layer_type)
+    return cls(cls.Config(type=layer_type, **config))
+
+
+def check_layer(layer_type: str, case: GradCase, seed: int = 0) -> GradReport:
+    """Gradient-check one registered layer on one case, in float64."""
+    with B.dtype_scope("float64"):
+        rng = np.random.default_rng(seed)
+        layer = make_layer(layer_type, case.config)
+        layer.setup(case.in_shape, np.random.default_rng(seed + 1), dict(case.extra.get("ctx", {})))
+        shape = (case.batch, *case.in_shape)
+        if case.int_high is not None:
+            x = rng.integers(0, case.int_high, shape)
+        else:
+            x = rng.standard_normal(shape)
+        y = _forward(layer, x, case.training, seed)
+        R = rng.standard_normal(y.shape)
+
+        def loss() -> float:
+            return float(np.sum(R * _forward(layer, x, case.training, seed)))
+
+        def backward() -> dict[str, np.ndarray]:
+            for _, sub in walk(layer):
+                for g in sub.grads.values():
+                    g[...] = 0
+            _forward(layer, x, case.training, seed)
+            dx = layer.backward(R.copy())
+            grads = {f"param {n}": g.copy() for n, g in _named(layer, "grads").items()}
+            if case.int_high is None:
+                grads["input"] = dx
+            return grads
+
+        arrays = {f"param {n}": p for n, p in _named(layer, "params").items()}
+        if case.int_high is None:
+            arrays["input"] = x
+        return check_arrays(loss, backward, arrays, rng)
+
+
+def _forward(layer: Layer, x: np.ndarray, training: bool, seed: int) -> np.ndarray:
+    reseed(layer, seed + 2)
+    return layer.forward(x, training)
+
+
+def _named(layer: Layer, attr: str) -> dict[str, np.ndarray]:
+    return {f"{path}{k}": v for path, sub in walk(layer) for k, v in getattr(sub, attr).items()}

@@ -1,0 +1,145 @@
+"""The layer contract (after Caffe's): build from the input shape, forward, backward.
+
+    layer = Dense(units=10)                  # or Dense(Dense.Config(units=10))
+    out_shape = layer.setup((784,), rng)     # calls build(in_shape); no batch dim
+    y = layer.forward(x, training=True)      # caches what backward needs
+    dx = layer.backward(dy)                  # returns dL/dx, ADDS dL/dparam into grads
+
+- ``params`` and ``grads`` are dicts with the same keys; gradients accumulate
+  until the optimizer zeroes them after a step.
+- ``buffers`` holds non-learnable state that a checkpoint must keep
+  (BatchNorm's running statistics).
+- ``Config`` is the layer's pydantic model: the YAML shape of the layer and the
+  single source of truth for its options.
+- ``ctx`` is a dict shared by every layer of one model, for side inputs that
+  are not differentiated: a key-padding mask written by an Embedding and read
+  by attention, the diffusion timestep read by time-conditioned blocks.
+- ``grad_cases()`` lists the shapes and options the registry-wide gradient
+  check runs; a layer without it fails that test.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Iterator
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict
+
+from ..registry import LAYERS
+
+
+class ShapeError(ValueError):
+    """A layer cannot take the shape it is given (e.g. a kernel larger than its input)."""
+
+
+class LayerConfig(BaseModel):
+    """Base of every layer's Config: unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid")
+    type: str
+
+
+@dataclass
+class GradCase:
+    """One gradient-check case: a layer config and an input shape (no batch dim)."""
+
+    config: dict[str, Any]
+    in_shape: tuple[int, ...]
+    batch: int = 3
+    training: bool = True
+    int_high: int | None = None  # integer inputs drawn from [0, int_high) (no input gradient)
+    note: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Layer:
+    Config: ClassVar[type[LayerConfig]]
+    type_name: ClassVar[str]
+
+    def __init__(self, config: LayerConfig | None = None, **options: Any):
+        if config is None:
+            config = self.Config(type=self.type_name, **options)
+        self.config = config
+        self.params: dict[str, np.ndarray] = {}
+        self.grads: dict[str, np.ndarray] = {}
+        self.buffers: dict[str, np.ndarray] = {}
+        self.rng: np.random.Generator | None = None
+        self.in_shape: tuple[int, ...] | None = None
+        self.out_shape: tuple[int, ...] | None = None
+        self.ctx: dict[str, Any] = {}
+
+    # -- the contract --------------------------------------------------------
+    def setup(self, in_shape: tuple[int, ...], rng: np.random.Generator,
+              ctx: dict[str, Any] | None = None) -> tuple[int, ...]:
+        """Attach the run's generator and shared context, build from ``in_shape``, return the output shape."""
+        self.rng = rng
+        if ctx is not None:
+            self.ctx = ctx
+        self.in_shape = tuple(int(d) for d in in_shape)
+        self.out_shape = tuple(int(d) for d in self.build(self.in_shape))
+        return self.out_shape
+
+    def build(self, in_shape: tuple[int, ...]) -> tuple[int, ...]:
+        """Create parameters for ``in_shape``; return the output shape. Default: no params."""
+        return in_shape
+
+    def forward(self, x: np.ndarray, training: bool) -> np.ndarray:
+        raise NotImplementedError
+
+    def backward(self, dy: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    @classmethod
+    def grad_cases(cls) -> list[GradCase]:
+        raise NotImplementedError(f"layer '{cls.type_name}' lists no gradient-check cases")
+
+    # -- helpers -------------------------------------------------------------
+    def add_param(self, name: str, value: np.ndarray) -> np.ndarray:
+        self.params[name] = value
+        self.grads[name] = np.zeros_like(value)
+        return value
+
+    def sublayers(self) -> list["Layer"]:
+        """Child layers of a container (their params are the container's too)."""
+        return []
+
+    def flops(self) -> int:
+        """Forward multiply-adds x2 for one sample (0 where negligible)."""
+        return 0
+
+    def describe(self) -> str:
+        """A short text of the options, for `netcli summary`."""
+        opts = self.config.model_dump(exclude={"type"}, exclude_defaults=True)
+        return ", ".join(f"{k}={v}" for k, v in opts.items() if not isinstance(v, list))
+
+
+def register_layer(name: str):
+    """Register a Layer class under ``name``; its Config must say ``type: Literal[name]``."""
+
+    def add(cls: type[Layer]) -> type[Layer]:
+        field_ = cls.Config.model_fields.get("type")
+        if field_ is None or field_.default != name:
+            raise TypeError(f"{cls.__name__}.Config must declare type: Literal['{name}'] = '{name}'")
+        return LAYERS.register(name)(cls)
+
+    return add
+
+
+def walk(layer: Layer, prefix: str = "") -> Iterator[tuple[str, Layer]]:
+    """Yield (path, layer) for a layer and all its sublayers, depth first."""
+    yield prefix, layer
+    for i, child in enumerate(layer.sublayers()):
+        yield from walk(child, f"{prefix}{i}.")
+
+
+def named_params(layer: Layer, prefix: str = "") -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
+    """Yield (name, param, grad) for every learnable array below ``layer``."""
+    for path, sub in walk(layer, prefix):
+        for key, p in sub.params.items():
+            yield f"{path}{key}", p, sub.grads[key]
+
+
+def named_buffers(layer: Layer, prefix: str = "") -> Iterator[tuple[str, np.ndarray, Layer, str]]:
+    for path, sub in walk(layer, prefix):
+        for key, b in sub.buffers.items():
+            yield f"{path}{key}", b, sub, key

@@ -1,0 +1,60 @@
+"""Dense (fully connected) layer over the last axis: y = x W + b."""
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+from pydantic import Field
+
+from .. import backend as B
+from . import init as I
+from .base import GradCase, Layer, LayerConfig, ShapeError, register_layer
+
+
+@register_layer("dense")
+class Dense(Layer):
+    class Config(LayerConfig):
+        type: Literal["dense"] = "dense"
+        units: int = Field(gt=0, description="output features")
+        bias: bool = Field(True, description="learn an additive bias")
+        init: Literal[I.INITS] = Field(  # type: ignore[valid-type]
+            "auto", description="weight init; auto = He before relu/leaky_relu/gelu, else Glorot uniform")
+
+    next_layer: str | None = None  # set by the container: the type of the following layer (for init: auto)
+
+    def build(self, in_shape):
+        if len(in_shape) < 1:
+            raise ShapeError("dense needs at least one feature axis")
+        fan_in, units = in_shape[-1], self.config.units
+        init = I.resolve(self.config.init, self.next_layer)
+        self.add_param("W", I.initialise(init, (fan_in, units), fan_in, units, self.rng))  # (F, U)
+        if self.config.bias:
+            self.add_param("b", B.zeros((units,)))  # (U,)
+        return (*in_shape[:-1], units)
+
+    def forward(self, x, training):
+        self.x = x  # (N, ..., F)
+        y = x @ self.params["W"]  # (N, ..., U)
+        if self.config.bias:
+            y += self.params["b"]
+        return y
+
+    def backward(self, dy):
+        F, U = self.params["W"].shape
+        x2, dy2 = self.x.reshape(-1, F), dy.reshape(-1, U)  # (M, F), (M, U)
+        self.grads["W"] += x2.T @ dy2
+        if self.config.bias:
+            self.grads["b"] += dy2.sum(axis=0)
+        return dy @ self.params["W"].T  # (N, ..., F)
+
+    def flops(self):
+        lead = int(np.prod(self.in_shape[:-1])) if len(self.in_shape) > 1 else 1
+        return 2 * lead * self.params["W"].size
+
+    @classmethod
+    def grad_cases(cls):
+        return [
+            GradCase({"units": 4}, (5,)),
+            GradCase({"units": 3, "bias": False}, (6,)),
+            GradCase({"units": 2}, (3, 4), note="applied over the last axis of a sequence"),
+        ]

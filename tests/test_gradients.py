@@ -1,0 +1,30 @@
+"""Every registered layer passes a float64 finite-difference check on its input and all params.
+
+The cases come from each layer's ``grad_cases()``, found by iterating the
+registry, so a newly registered layer that lists no cases fails here.
+"""
+import pytest
+
+import netcli.layers  # noqa: F401  (registers every layer)
+from netcli.gradcheck import check_layer
+from netcli.registry import LAYERS
+
+
+def _cases():
+    for name, cls in LAYERS.items():
+        try:
+            cases = cls.grad_cases()
+        except NotImplementedError:
+            cases = []
+        if not cases:
+            yield pytest.param(name, None, id=f"{name}-missing")
+        for i, case in enumerate(cases):
+            yield pytest.param(name, case, id=f"{name}-{i}")
+
+
+@pytest.mark.parametrize("name,case", list(_cases()))
+def test_layer_gradients(name, case):
+    assert case is not None, f"layer '{name}' is registered without gradient-check cases"
+    report = check_layer(name, case)
+    assert report.ok(1e-6), f"{name} {case}: {report}"
+    assert report.errors, "nothing was checked"
