@@ -1,0 +1,190 @@
+"""Scaled dot-product attention (pure functions) and the multi-head self-attention layer.
+
+    S = q k^T / sqrt(dh) + mask        # (..., Tq, Tk) scores; masked entries are -inf
+    P = softmax(S)                     # over the keys (last axis)
+    out = dropout(P) v                 # (..., Tq, dv); dropout on the probabilities, like torch
+
+Masked keys get exactly zero probability (exp(-inf) = 0). A query whose keys
+are all masked attends to nothing: its row of P is all zeros and its output
+is zero (torch returns NaN there).
+"""
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import numpy as np
+from pydantic import Field
+
+from .. import backend as B
+from .base import GradCase, Layer, LayerConfig, ShapeError, register_layer
+from .dense import Dense
+
+
+def additive_mask(blocked: np.ndarray, dtype) -> np.ndarray:
+    """A boolean mask (True = may not attend) as 0 / -inf scores to add."""
+    return np.where(blocked, -np.inf, 0).astype(dtype)
+
+
+def causal_mask(T: int, dtype) -> np.ndarray:
+    """(T, T) additive mask: query t may attend to keys 0..t only."""
+    return additive_mask(np.triu(np.ones((T, T), dtype=bool), k=1), dtype)
+
+
+def softmax_(s: np.ndarray, masked: bool) -> np.ndarray:
+    """Softmax over the last axis, in place. ``masked``: ``s`` may hold -inf, even whole rows of it."""
+    m = s.max(axis=-1, keepdims=True)  # (..., 1) shift so exp cannot overflow
+    if masked:
+        m[m == -np.inf] = 0  # a fully masked row: keep exp(-inf - m) = 0, not NaN
+    s -= m
+    np.exp(s, out=s)
+    total = s.sum(axis=-1, keepdims=True)
+    if masked:
+        total[total == 0] = 1  # the fully masked rows stay all zeros
+    s /= total
+    return s
+
+
+def attention_forward(q, k, v, mask=None, dropout: float = 0.0, rng: np.random.Generator | None = None):
+    """softmax(q k^T / sqrt(dh) + mask) v over the last two axes; returns (out, cache).
+
+    q (..., Tq, dh), k (..., Tk, dh), v (..., Tk, dv). ``mask`` broadcasts to
+    (..., Tq, Tk): boolean (True = blocked) or float, added to the scores.
+    ``dropout`` zeroes probabilities with that rate (mask drawn from ``rng``)
+    and scales the rest by 1 / (1 - rate).
+    """
+    scale = 1 / math.sqrt(q.shape[-1])
+    s = np.matmul(q, k.swapaxes(-1, -2))  # (..., Tq, Tk)
+    s *= scale
+    if mask is not None:
+        s += additive_mask(mask, s.dtype) if mask.dtype == bool else mask
+    p = softmax_(s, masked=mask is not None)  # (..., Tq, Tk)
+    drop = None
+    if dropout > 0:
+        drop = (rng.random(p.shape, dtype=p.dtype) >= dropout) * p.dtype.type(1 / (1 - dropout))
+        pd = p * drop  # (..., Tq, Tk) the probabilities actually used
+    else:
+        pd = p
+    out = np.matmul(pd, v)  # (..., Tq, dv)
+    return out, (q, k, v, p, drop, pd, scale)
+
+
+def attention_backward(dout, cache):
+    """Gradients (dq, dk, dv) of ``attention_forward`` given dL/dout (..., Tq, dv)."""
+    q, k, v, p, drop, pd, scale = cache
+    dv = np.matmul(pd.swapaxes(-1, -2), dout)  # (..., Tk, dv)
+    dp = np.matmul(dout, v.swapaxes(-1, -2))  # (..., Tq, Tk) dL/d(dropped P)
+    if drop is not None:
+        dp *= drop  # dL/dP
+    # softmax backward without its Jacobian: dS = P * (dP - sum_k P dP)
+    dp -= (p * dp).sum(axis=-1, keepdims=True)
+    dp *= p
+    dp *= scale  # dL/d(q k^T)
+    dq = np.matmul(dp, k)  # (..., Tq, dh)
+    dk = np.matmul(dp.swapaxes(-1, -2), q)  # (..., Tk, dh)
+    return dq, dk, dv
+
+
+@register_layer("multihead_attention")
+class MultiheadAttention(Layer):
+    """Multi-head self-attention over (N, T, D), as torch.nn.MultiheadAttention(batch_first=True).
+
+    Heads split the projected width ``dim`` into ``heads`` slices of dh = dim / heads;
+    the output projection maps ``dim`` back to D. The projections are dense
+    layers applied to every token (the rows of an (N*T, D) matrix).
+    """
+
+    class Config(LayerConfig):
+        type: Literal["multihead_attention"] = "multihead_attention"
+        heads: int = Field(gt=0, description="number of attention heads; must divide dim")
+        dim: int | None = Field(None, gt=0, description="width of queries, keys and values; default: input features")
+        fused_qkv: bool = Field(True, description="one (D, 3*dim) projection for q, k, v instead of three")
+        bias: bool = Field(True, description="learn biases in the q/k/v and output projections")
+        dropout: float = Field(0.0, ge=0, lt=1, description="dropout rate on the attention probabilities (training)")
+        causal: bool = Field(False, description="position t attends to positions <= t only")
+        use_padding_mask: bool = Field(
+            True, description="ignore keys marked in ctx['key_padding_mask'] ((N, T) bool, True = padding) if present")
+
+    def build(self, in_shape):
+        if len(in_shape) != 2:
+            raise ShapeError(f"multihead_attention needs (T, D) sequences, got {in_shape}")
+        T, D = in_shape
+        cfg = self.config
+        self.dim = cfg.dim or D
+        if self.dim % cfg.heads:
+            raise ShapeError(f"dim {self.dim} is not divisible by heads {cfg.heads}")
+        names = ["qkv"] if cfg.fused_qkv else ["q", "k", "v"]
+        units = 3 * self.dim if cfg.fused_qkv else self.dim
+        self.proj = {n: Dense(units=units, bias=cfg.bias) for n in names}
+        self.out = Dense(units=D, bias=cfg.bias)
+        for layer in self.proj.values():
+            layer.setup((D,), self.rng, self.ctx)
+        self.out.setup((self.dim,), self.rng, self.ctx)
+        self._causal = causal_mask(T, B.float_dtype()) if cfg.causal else None
+        return in_shape
+
+    def sublayers(self):
+        return [*self.proj.values(), self.out]
+
+    def mask(self, N: int, T: int, dtype) -> np.ndarray | None:
+        """The additive mask for this batch: (N or 1, 1, T, T), or None."""
+        mask = None if self._causal is None else self._causal.astype(dtype, copy=False)  # (T, T)
+        pad = self.ctx.get("key_padding_mask") if self.config.use_padding_mask else None
+        if pad is not None:
+            if pad.shape != (N, T):
+                raise ValueError(f"key_padding_mask has shape {pad.shape}, the attention input is ({N}, {T}, ...)")
+            pad = additive_mask(pad, dtype)[:, None, None, :]  # (N, 1, 1, T)
+            mask = pad if mask is None else pad + mask
+        return mask
+
+    def forward(self, x, training):
+        N, T, D = x.shape
+        H = self.config.heads
+        dh = self.dim // H
+        x2 = x.reshape(N * T, D)
+        if self.config.fused_qkv:
+            qkv = self.proj["qkv"].forward(x2, training).reshape(N, T, 3, H, dh)
+            q, k, v = qkv.transpose(2, 0, 3, 1, 4)  # each (N, H, T, dh)
+        else:
+            q, k, v = (self.proj[n].forward(x2, training).reshape(N, T, H, dh).transpose(0, 2, 1, 3)
+                       for n in "qkv")
+        rate = self.config.dropout if training else 0.0
+        o, self.cache = attention_forward(q, k, v, self.mask(N, T, x.dtype), rate, self.rng)  # (N, H, T, dh)
+        o = o.transpose(0, 2, 1, 3).reshape(N * T, self.dim)  # heads side by side per token
+        return self.out.forward(o, training).reshape(N, T, D)
+
+    def backward(self, dy):
+        N, T, D = dy.shape
+        H = self.config.heads
+        dh = self.dim // H
+        do = self.out.backward(dy.reshape(N * T, D)).reshape(N, T, H, dh).transpose(0, 2, 1, 3)
+        dq, dk, dv = attention_backward(do, self.cache)  # each (N, H, T, dh)
+        if self.config.fused_qkv:
+            dqkv = B.empty((N, T, 3, H, dh), dtype=dy.dtype)
+            for i, d in enumerate((dq, dk, dv)):
+                dqkv[:, :, i] = d.transpose(0, 2, 1, 3)
+            dx = self.proj["qkv"].backward(dqkv.reshape(N * T, 3 * self.dim))
+        else:
+            dx = sum(self.proj[n].backward(d.transpose(0, 2, 1, 3).reshape(N * T, self.dim))
+                     for n, d in zip("qkv", (dq, dk, dv)))
+        return dx.reshape(N, T, D)
+
+    def flops(self):
+        T, D = self.in_shape
+        projections = 2 * T * D * self.dim * 4  # q, k, v and the output
+        return projections + 2 * 2 * T * T * self.dim  # plus q k^T and P v
+
+    @classmethod
+    def grad_cases(cls):
+        pad = np.array([[0, 0, 0, 0], [0, 0, 1, 1], [0, 0, 0, 1]], dtype=bool)  # (3, 4) True = padding
+        return [
+            GradCase({"heads": 2}, (4, 6)),
+            GradCase({"heads": 3, "dim": 6, "fused_qkv": False, "bias": False, "causal": True}, (4, 4),
+                     note="separate q/k/v; alone, the key bias has an exactly zero gradient (softmax shift)"),
+            GradCase({"heads": 2, "causal": True}, (5, 4)),
+            GradCase({"heads": 2}, (4, 4), extra={"ctx": {"key_padding_mask": pad}}, note="key padding"),
+            GradCase({"heads": 2, "causal": True}, (4, 4), extra={"ctx": {"key_padding_mask": pad[::-1].copy()}},
+                     note="causal + padding; two queries see only padding"),
+            GradCase({"heads": 2, "dropout": 0.3}, (4, 4), note="attention dropout, training"),
+            GradCase({"heads": 2, "dropout": 0.3}, (4, 4), training=False, note="eval: no dropout"),
+        ]
