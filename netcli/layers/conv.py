@@ -1,0 +1,156 @@
+"""2-D convolution (cross-correlation, as in every framework) via im2col and one matmul.
+
+The interface is NCHW with weights (O, C, kh, kw), as in PyTorch. Inside,
+the padded input is laid out channel-last (NHWC): each patch of the im2col
+matrix is then ``kh`` runs of ``kw * C`` contiguous numbers, which makes
+building it several times faster than gathering (C, kh, kw) patches from NCHW.
+
+    forward:  cols (N*OH*OW, kh*kw*C) @ Wmat (kh*kw*C, O) -> y (N*OH*OW, O)
+    backward: dWmat = cols^T @ dy2,  dx = col2im(dy2 @ Wmat^T), one kernel offset at a time
+
+Outputs (and input gradients) are returned as NCHW-shaped views of
+channel-last arrays: no transposing copy, and the next conv reads them as
+NHWC for free.
+"""
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import numpy as np
+from numpy.lib.stride_tricks import as_strided
+from pydantic import Field, model_validator
+
+from .. import backend as B
+from . import init as I
+from .base import GradCase, Layer, LayerConfig, ShapeError, register_layer
+
+PosInt = Annotated[int, Field(gt=0)]
+NonNegInt = Annotated[int, Field(ge=0)]
+PosPair = PosInt | tuple[PosInt, PosInt]
+NonNegPair = NonNegInt | tuple[NonNegInt, NonNegInt]
+
+
+def pair(v: int | tuple[int, int]) -> tuple[int, int]:
+    """An int or a pair -> a (height, width) pair."""
+    return (v, v) if isinstance(v, int) else (int(v[0]), int(v[1]))
+
+
+def out_size(size: int, kernel: int, stride: int) -> int:
+    """Output length of a window of ``kernel`` sliding by ``stride`` over ``size`` (padding included)."""
+    return (size - kernel) // stride + 1
+
+
+def im2col(xp: np.ndarray, kh: int, kw: int, sh: int, sw: int, oh: int, ow: int) -> np.ndarray:
+    """Padded NHWC input (N, Hp, Wp, C) -> patches (N*OH*OW, kh*kw*C), each in (kh, kw, C) order."""
+    n, _, _, c = xp.shape
+    s_n, s_h, s_w, s_c = xp.strides
+    windows = as_strided(xp, (n, oh, ow, kh, kw, c), (s_n, s_h * sh, s_w * sw, s_h, s_w, s_c), writeable=False)
+    return windows.reshape(n * oh * ow, kh * kw * c)  # the one copy
+
+
+def col2im_matmul(dy2: np.ndarray, w: np.ndarray, padded_shape: tuple[int, ...], sh: int, sw: int,
+                  oh: int, ow: int) -> np.ndarray:
+    """col2im(dy2 @ Wmat^T): the gradient of the padded input (N, Hp, Wp, C).
+
+    dy2 is (N*OH*OW, O) and w is (O, C, kh, kw). Rather than build the large
+    (N*OH*OW, kh*kw*C) patch gradient and scatter it, take one kernel offset
+    at a time: the patch entries read at offset (i, j) get dy2 @ w[:, :, i, j],
+    added back to the input positions they were read from.
+    """
+    n, _, _, c = padded_shape
+    _, _, kh, kw = w.shape
+    dxp = B.zeros(padded_shape, dtype=dy2.dtype)
+    for i in range(kh):  # windows overlap when stride < kernel, hence +=
+        for j in range(kw):
+            dxp[:, i:i + sh * oh:sh, j:j + sw * ow:sw] += (dy2 @ w[:, :, i, j]).reshape(n, oh, ow, c)
+    return dxp
+
+
+@register_layer("conv2d")
+class Conv2D(Layer):
+    class Config(LayerConfig):
+        type: Literal["conv2d"] = "conv2d"
+        filters: int = Field(gt=0, description="output channels")
+        kernel: PosPair = Field(description="kernel size: k or [kh, kw]")
+        stride: PosPair = Field(1, description="step between windows: s or [sh, sw]")
+        padding: NonNegPair | Literal["same"] = Field(
+            0, description="zeros added on each side: p or [ph, pw]; same keeps H and W (stride 1 only)")
+        bias: bool = Field(True, description="learn a per-filter bias")
+        init: Literal[I.INITS] = Field(  # type: ignore[valid-type]
+            "auto", description="weight init; auto = He before relu/leaky_relu/gelu, else Glorot uniform")
+
+        @model_validator(mode="after")
+        def _same_needs_stride_one(self):
+            if self.padding == "same" and pair(self.stride) != (1, 1):
+                raise ValueError("padding 'same' needs stride 1")
+            return self
+
+    next_layer: str | None = None  # set by the container: the type of the following layer (for init: auto)
+
+    def build(self, in_shape):
+        if len(in_shape) != 3:
+            raise ShapeError(f"conv2d needs (C, H, W) inputs, got {in_shape}")
+        c, h, w = in_shape
+        cfg = self.config
+        (kh, kw), (sh, sw) = pair(cfg.kernel), pair(cfg.stride)
+        if cfg.padding == "same":  # as PyTorch: an odd total pad puts the extra row/column after
+            self.pads = ((kh - 1) // 2, kh // 2), ((kw - 1) // 2, kw // 2)
+        else:
+            ph, pw = pair(cfg.padding)
+            self.pads = (ph, ph), (pw, pw)
+        hp, wp = h + sum(self.pads[0]), w + sum(self.pads[1])
+        if kh > hp or kw > wp:
+            raise ShapeError(f"conv2d kernel {(kh, kw)} is larger than the padded input {(hp, wp)} (input {in_shape})")
+        self.geometry = kh, kw, sh, sw, out_size(hp, kh, sh), out_size(wp, kw, sw)
+        fan_in, fan_out = c * kh * kw, cfg.filters * kh * kw
+        init = I.resolve(cfg.init, self.next_layer)
+        self.add_param("W", I.initialise(init, (cfg.filters, c, kh, kw), fan_in, fan_out, self.rng))  # (O, C, kh, kw)
+        if cfg.bias:
+            self.add_param("b", B.zeros((cfg.filters,)))  # (O,)
+        return cfg.filters, self.geometry[4], self.geometry[5]
+
+    def forward(self, x, training):
+        n, c, h, w = x.shape
+        (pt, pb), (pl, pr) = self.pads
+        kh, kw, sh, sw, oh, ow = self.geometry
+        xp = B.zeros((n, h + pt + pb, w + pl + pr, c), dtype=x.dtype)  # (N, Hp, Wp, C)
+        xp[:, pt:pt + h, pl:pl + w] = x.transpose(0, 2, 3, 1)
+        self.cols = im2col(xp, kh, kw, sh, sw, oh, ow)  # (N*OH*OW, kh*kw*C)
+        self.padded_shape = xp.shape
+        y = self.cols @ self._wmat()  # (N*OH*OW, O)
+        if self.config.bias:
+            y += self.params["b"]
+        return y.reshape(n, oh, ow, -1).transpose(0, 3, 1, 2)  # (N, O, OH, OW), a channel-last view
+
+    def backward(self, dy):
+        n, o = dy.shape[:2]
+        kh, kw, sh, sw, oh, ow = self.geometry
+        dy2 = dy.transpose(0, 2, 3, 1).reshape(n * oh * ow, o)  # (N*OH*OW, O)
+        dwmat = self.cols.T @ dy2  # (kh*kw*C, O)
+        self.grads["W"] += dwmat.reshape(kh, kw, -1, o).transpose(3, 2, 0, 1)
+        if self.config.bias:
+            self.grads["b"] += dy2.sum(axis=0)
+        dxp = col2im_matmul(dy2, self.params["W"], self.padded_shape, sh, sw, oh, ow)  # (N, Hp, Wp, C)
+        (pt, _), (pl, _) = self.pads
+        _, h, w = self.in_shape
+        return dxp[:, pt:pt + h, pl:pl + w].transpose(0, 3, 1, 2)  # (N, C, H, W), a channel-last view
+
+    def _wmat(self) -> np.ndarray:
+        """Weights as a matrix whose rows follow the (kh, kw, C) order of im2col: (kh*kw*C, O)."""
+        return self.params["W"].transpose(2, 3, 1, 0).reshape(-1, self.config.filters)
+
+    def flops(self):
+        kh, kw, _, _, oh, ow = self.geometry
+        return 2 * oh * ow * self.config.filters * self.in_shape[0] * kh * kw
+
+    @classmethod
+    def grad_cases(cls):
+        return [
+            GradCase({"filters": 3, "kernel": 3}, (2, 5, 5), batch=2),
+            GradCase({"filters": 2, "kernel": 3, "stride": 2, "padding": 1}, (3, 7, 6), batch=2),
+            GradCase({"filters": 4, "kernel": [2, 3], "padding": [1, 0], "bias": False}, (2, 4, 5), batch=2),
+            GradCase({"filters": 2, "kernel": [3, 2], "padding": "same"}, (1, 5, 6), batch=2),
+            GradCase({"filters": 2, "kernel": [2, 3], "stride": [2, 1]}, (2, 6, 5), batch=2),
+            GradCase({"filters": 2, "kernel": 4, "padding": "same"}, (2, 5, 5), batch=2, note="even kernel: asymmetric pad"),
+            GradCase({"filters": 3, "kernel": 1}, (4, 3, 3), batch=2),
+        ]
