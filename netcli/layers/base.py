@@ -29,7 +29,16 @@ from ..registry import LAYERS
 
 
 class ShapeError(ValueError):
-    """A layer cannot take the shape it is given (e.g. a kernel larger than its input)."""
+    """A layer cannot take the shape it is given (e.g. a kernel larger than its input).
+
+    ``path`` is the position of the failing layer in the config (list indices and
+    keys), filled in by the containers it passes through.
+    """
+
+    def __init__(self, message: str, path: list | None = None):
+        super().__init__(message)
+        self.message = message
+        self.path: list = path or []
 
 
 class LayerConfig(BaseModel):

@@ -1,0 +1,61 @@
+"""Sequential: a list of layers applied in order; the builder's unit of composition."""
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from .base import GradCase, Layer, LayerConfig, ShapeError, register_layer
+
+
+def build_layers(specs: list[LayerConfig]) -> list[Layer]:
+    """Instantiate layers from their validated configs through the registry."""
+    from ..registry import LAYERS
+
+    return [LAYERS.get(spec.type)(spec) for spec in specs]
+
+
+@register_layer("sequential")
+class Sequential(Layer):
+    class Config(LayerConfig):
+        type: Literal["sequential"] = "sequential"
+        layers: list["LayerSpec"] = Field(min_length=1, description="layers applied in order")  # noqa: F821
+
+    def __init__(self, config=None, **options):
+        super().__init__(config, **options)
+        self.layers = build_layers(self.config.layers)
+
+    def build(self, in_shape):
+        shape = in_shape
+        for i, layer in enumerate(self.layers):
+            nxt = self.layers[i + 1] if i + 1 < len(self.layers) else None
+            if hasattr(layer, "next_layer"):
+                layer.next_layer = nxt.type_name if nxt is not None else None
+            try:
+                shape = layer.setup(shape, self.rng, self.ctx)
+            except ShapeError as e:
+                if not e.path:
+                    e.message = f"{layer.type_name} on input shape {shape}: {e.message}"
+                e.path[:0] = ["layers", i]
+                raise
+        return shape
+
+    def forward(self, x, training):
+        for layer in self.layers:
+            x = layer.forward(x, training)
+        return x
+
+    def backward(self, dy):
+        for layer in reversed(self.layers):
+            dy = layer.backward(dy)
+        return dy
+
+    def sublayers(self):
+        return self.layers
+
+    def flops(self):
+        return sum(layer.flops() for layer in self.layers)
+
+    @classmethod
+    def grad_cases(cls):
+        return [GradCase({"layers": [{"type": "dense", "units": 4}, {"type": "dense", "units": 2}]}, (3,))]
