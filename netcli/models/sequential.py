@@ -1,0 +1,85 @@
+"""Classifier and regressor: one sequential network trained on a supervised loss."""
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+from pydantic import Field
+
+from ..layers.base import ShapeError
+from ..layers.container import Sequential
+from ..losses import make_loss
+from .base import Model, ModelConfig, register_model
+
+
+class _Supervised(Model):
+    default_loss: str
+
+    def build(self, info):
+        self.net = Sequential(Sequential.Config(layers=self.config.layers))
+        out = self.setup_net("layers", self.net, info.input_shape)
+        self.check_output(out, info)
+        self.loss = make_loss(self.loss_spec or self.default_loss)
+
+    def networks(self):
+        return {"net": self.net}
+
+    def predict(self, x):
+        return self.net.forward(x, training=False)
+
+    def train_batch(self, x, y):
+        out = self.net.forward(x, training=True)
+        loss = self.loss.forward(out, y)
+        self.net.backward(self.loss.backward())
+        return {"loss": loss, **self.metrics(out, y)}
+
+    def eval_batch(self, x, y):
+        out = self.net.forward(x, training=False)
+        return {"loss": self.loss.forward(out, y), **self.metrics(out, y)}
+
+
+@register_model("classifier")
+class Classifier(_Supervised):
+    """Logits (N, C) for labels (N,), or per-token logits (N, T, C) for labels (N, T)."""
+
+    class Config(ModelConfig):
+        type: Literal["classifier"] = "classifier"
+        layers: list["LayerSpec"] = Field(min_length=1, description="the network, input to logits")  # noqa: F821
+
+    default_loss = "cross_entropy"
+    monitor, monitor_mode = "val_accuracy", "max"
+
+    def check_output(self, out, info):
+        expect = (*info.target_shape, info.num_classes)
+        if tuple(out) != expect:
+            raise ShapeError(f"the network ends in shape {tuple(out)} but {info.num_classes} classes "
+                             f"need logits of shape {expect} (end with a dense layer of {info.num_classes} units)",
+                             ["layers"])
+
+    def metrics(self, logits, y):
+        pred = logits.argmax(-1)
+        if y.ndim == pred.ndim + 1:  # one-hot or soft targets
+            y = y.argmax(-1)
+        hit = pred == y
+        m = {"accuracy": float(hit.mean())}
+        if hit.ndim > 1:  # per-token labels: also whole sequences right
+            m["sequence_accuracy"] = float(hit.reshape(len(hit), -1).all(axis=1).mean())
+        return m
+
+
+@register_model("regressor")
+class Regressor(_Supervised):
+    class Config(ModelConfig):
+        type: Literal["regressor"] = "regressor"
+        layers: list["LayerSpec"] = Field(min_length=1, description="the network, input to prediction")  # noqa: F821
+
+    default_loss = "mse"
+
+    def check_output(self, out, info):
+        if tuple(out) != tuple(info.target_shape):
+            raise ShapeError(f"the network ends in shape {tuple(out)} but the targets have shape "
+                             f"{tuple(info.target_shape)}", ["layers"])
+
+    def metrics(self, pred, y):
+        err = pred - y.reshape(pred.shape)
+        return {"mse": float(np.mean(err ** 2)), "mae": float(np.mean(np.abs(err)))}

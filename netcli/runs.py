@@ -1,0 +1,193 @@
+"""Run directories, metrics.jsonl, and atomic checkpoint files.
+
+    runs/<name>/<YYYYmmdd-HHMMSS>[-n]/
+      config.yaml  metrics.jsonl  summary.json  eval.json
+      checkpoints/last.npz  checkpoints/best.npz
+      samples/
+
+Every file is written to a temporary name in the same directory, flushed,
+fsynced and renamed into place, so a crash leaves the previous version whole.
+Checkpoints are plain ``.npz`` archives loaded with ``allow_pickle=False``.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+import zipfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+from .errors import CheckpointError, RunError
+
+CHECKPOINT_FORMAT = "netcli-checkpoint/1"
+
+
+# -- atomic files ----------------------------------------------------------------
+
+
+@contextmanager
+def atomic_file(path: Path, mode: str = "wb") -> Iterator[Any]:
+    """Open a temporary file next to ``path``; on success fsync and rename it over ``path``."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, mode) as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def write_text(path: Path, text: str) -> None:
+    with atomic_file(path, "w") as f:
+        f.write(text)
+
+
+def write_json(path: Path, obj: Any) -> None:
+    write_text(path, json.dumps(obj, indent=2, default=_json_default) + "\n")
+
+
+def _json_default(o):
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+# -- run directories ---------------------------------------------------------------
+
+
+def new_run_dir(runs_root: Path, name: str) -> Path:
+    """Make runs_root/name/<timestamp>[-n]; mkdir is atomic, so two runs in one second get -1, -2..."""
+    parent = Path(runs_root) / name
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        for n in range(1000):
+            run = parent / (stamp if n == 0 else f"{stamp}-{n}")
+            try:
+                run.mkdir()
+            except FileExistsError:
+                continue
+            (run / "checkpoints").mkdir()
+            return run
+    except OSError as e:
+        raise RunError(f"{parent}: cannot create the run directory ({e.strerror or e})") from None
+    raise RunError(f"{parent}: too many runs started in the same second")
+
+
+def find_run(path: str | Path) -> Path:
+    """A run directory, or the newest run below runs/<name>/ when given that."""
+    p = Path(path)
+    if not p.is_dir():
+        raise RunError(f"{p}: no such run directory")
+    if (p / "config.yaml").is_file():
+        return p
+    runs = sorted(d for d in p.iterdir() if (d / "config.yaml").is_file())
+    if not runs:
+        raise RunError(f"{p}: not a run directory (no config.yaml)")
+    return runs[-1]
+
+
+class MetricsLog:
+    """Appends one JSON object a line: step, epoch, split, name, value, time."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.t0 = time.time()
+
+    def write(self, step: int, epoch: int, split: str, metrics: dict[str, float]) -> None:
+        now = round(time.time() - self.t0, 3)
+        lines = [json.dumps({"step": step, "epoch": epoch, "split": split, "name": k, "value": float(v),
+                             "time": now}) for k, v in metrics.items()]
+        with open(self.path, "a") as f:
+            f.write("\n".join(lines) + "\n")
+            f.flush()
+
+    def truncate_after(self, step: int) -> None:
+        """Drop records after ``step`` (a resumed run repeats them)."""
+        if not self.path.exists():
+            return
+        keep = []
+        for line in self.path.read_text().splitlines():
+            try:
+                if json.loads(line)["step"] <= step:
+                    keep.append(line)
+            except (ValueError, KeyError, TypeError):
+                break  # a line cut short by a crash: everything after it is suspect
+        write_text(self.path, "".join(line + "\n" for line in keep))
+
+
+def read_metrics(path: Path) -> list[dict]:
+    if not Path(path).exists():
+        return []
+    out = []
+    for line in Path(path).read_text().splitlines():
+        try:
+            out.append(json.loads(line))
+        except ValueError:
+            break
+    return out
+
+
+# -- checkpoints ---------------------------------------------------------------------
+
+
+def save_checkpoint(path: Path, arrays: dict[str, np.ndarray], meta: dict) -> None:
+    """Write arrays plus a JSON ``meta`` record atomically."""
+    meta = {"format": CHECKPOINT_FORMAT, **meta}
+    payload = dict(arrays)
+    payload["__meta__"] = np.frombuffer(json.dumps(meta, default=_json_default).encode(), dtype=np.uint8)
+    with atomic_file(path) as f:
+        np.savez(f, **payload)
+
+
+def load_checkpoint(path: Path) -> tuple[dict[str, np.ndarray], dict]:
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+        meta = json.loads(arrays.pop("__meta__").tobytes().decode())
+    except (zipfile.BadZipFile, ValueError, KeyError, EOFError, OSError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{path}: damaged or not a netcli checkpoint ({e.__class__.__name__})") from None
+    if not isinstance(meta, dict) or meta.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{path}: not a netcli checkpoint (format {meta.get('format')!r})"
+                              if isinstance(meta, dict) else f"{path}: not a netcli checkpoint")
+    return arrays, meta
+
+
+def restore_arrays(path: Path, targets: dict[str, np.ndarray], prefix: str) -> None:
+    """Copy ``prefix/<name>`` arrays into ``targets`` in place; any mismatch is an error, never a partial load."""
+    arrays, _ = load_checkpoint(path)
+    assign_arrays(path, arrays, targets, prefix)
+
+
+def assign_arrays(path: Path, arrays: dict[str, np.ndarray], targets: dict[str, np.ndarray], prefix: str) -> None:
+    have = {k[len(prefix) + 1:]: v for k, v in arrays.items() if k.startswith(prefix + "/")}
+    missing, extra = sorted(set(targets) - set(have)), sorted(set(have) - set(targets))
+    wrong = [f"{k} {have[k].shape} vs {targets[k].shape}" for k in targets
+             if k in have and have[k].shape != targets[k].shape]
+    if missing or extra or wrong:
+        parts = ([f"missing {', '.join(missing[:3])}"] if missing else []) + \
+                ([f"unexpected {', '.join(extra[:3])}"] if extra else []) + \
+                ([f"shape {', '.join(wrong[:3])}"] if wrong else [])
+        raise CheckpointError(f"{path}: does not fit this model ({'; '.join(parts)})")
+    for k, t in targets.items():
+        if not np.all(np.isfinite(have[k])) and np.issubdtype(have[k].dtype, np.floating):
+            raise CheckpointError(f"{path}: {prefix}/{k} holds non-finite values")
+    for k, t in targets.items():
+        t[...] = have[k]
