@@ -1,0 +1,272 @@
+"""The netcli command line: thin typer commands over library functions, printed with rich.
+
+A user's mistake ends with one line a problem (`file:line: key: message`) and
+exit code 2; `--debug` shows the traceback instead.
+"""
+from __future__ import annotations
+
+import functools
+import sys
+import time
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from .train import Reporter
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Declarative neural-network training on a numpy engine.")
+data_app = typer.Typer(no_args_is_help=True, help="Fetch, verify and list data sets.")
+app.add_typer(data_app, name="data")
+out = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+_debug = {"on": False}
+
+
+@app.callback()
+def _root(debug: bool = typer.Option(False, "--debug", help="show tracebacks of errors")):
+    _debug["on"] = debug
+
+
+def user_errors(fn):
+    """Turn a user's mistake into one line a problem and exit code 2 (3 for a diverged run)."""
+
+    @functools.wraps(fn)
+    def run(*args, **kwargs):
+        from .data import DataError
+        from .errors import UserError
+        from .registry import UnknownNameError
+
+        try:
+            return fn(*args, **kwargs)
+        except (UserError, DataError, UnknownNameError) as e:
+            if _debug["on"]:
+                raise
+            for line in str(e).splitlines() or [e.__class__.__name__]:
+                err.print(f"[red]error:[/red] {line}", markup=True, soft_wrap=True)
+            raise typer.Exit(getattr(e, "exit_code", 2))
+        except KeyboardInterrupt:
+            err.print("interrupted")
+            raise typer.Exit(130)
+
+    return run
+
+
+SET_HELP = "override a config value, e.g. --set optimizer.lr=3e-4 (repeatable)"
+
+
+# -- train / eval / validate / summary ---------------------------------------------------
+
+
+@app.command()
+@user_errors
+def train(config: Optional[Path] = typer.Argument(None, help="experiment YAML file"),
+          set_: List[str] = typer.Option([], "--set", help=SET_HELP),
+          runs_dir: Path = typer.Option(Path("runs"), "--runs-dir", help="where run directories go"),
+          resume: Optional[Path] = typer.Option(None, "--resume", help="continue this run from its last checkpoint"),
+          init_from: Optional[Path] = typer.Option(None, "--init-from", help="start from another run's weights"),
+          allow_config_change: bool = typer.Option(False, "--allow-config-change",
+                                                   help="resume even though the config changed (recorded)"),
+          quiet: bool = typer.Option(False, "--quiet", "-q", help="plain lines, no progress bar")):
+    """Train a model from an experiment file; writes runs/<name>/<timestamp>/."""
+    from .errors import UserError
+    from .train import prepare_config, train as run_training
+
+    if config is None and resume is None:
+        raise UserError("give a config file, or --resume RUN")
+    cfg = prepare_config(config, set_) if config is not None else None
+    reporter = RichReporter(quiet or not out.is_terminal)
+    with reporter:
+        result = run_training(cfg, runs_dir, base_dir=config.parent if config else None, reporter=reporter,
+                              resume=resume, init_from=init_from, allow_config_change=allow_config_change,
+                              source=config)
+    metrics = "  ".join(f"{k} {v:.4g}" for k, v in result.metrics.items())
+    out.print(f"{result.stopped}: {result.run_dir}  {metrics}")
+    if result.stopped == "interrupted":
+        raise typer.Exit(130)
+
+
+@app.command("eval")
+@user_errors
+def eval_(run: Path = typer.Argument(..., help="run directory (or runs/<name> for its newest run)"),
+          split: str = typer.Option("test", help="test or val"),
+          classifier: Optional[Path] = typer.Option(None, "--classifier",
+                                                    help="score generated samples with this classifier run"),
+          n: int = typer.Option(1000, "-n", help="samples to score with --classifier")):
+    """Metrics of a run's best checkpoint on the test split; writes eval.json."""
+    from .train import evaluate_run
+
+    if classifier is not None:
+        from .models.quality import sample_quality
+
+        result = sample_quality(run, classifier, n=n)
+        _print_metrics("sample quality", result["metrics"])
+        return
+    result = evaluate_run(run, split)
+    _print_metrics(f"{split} split, {result['samples']} samples", result["metrics"])
+    if "confusion_matrix" in result:
+        table = Table("class", "accuracy", *[str(i) for i in range(len(result["confusion_matrix"]))],
+                      title="confusion matrix (rows: true, columns: predicted)")
+        for i, (acc, row) in enumerate(zip(result["per_class_accuracy"], result["confusion_matrix"])):
+            table.add_row(str(i), f"{acc:.4f}", *map(str, row))
+        out.print(table)
+
+
+def _print_metrics(title: str, metrics: dict) -> None:
+    table = Table("metric", "value", title=title)
+    for k, v in metrics.items():
+        table.add_row(k, f"{v:.6g}" if isinstance(v, float) else str(v))
+    out.print(table)
+
+
+@app.command()
+@user_errors
+def validate(config: Path = typer.Argument(..., help="experiment YAML file"),
+             set_: List[str] = typer.Option([], "--set", help=SET_HELP)):
+    """Check a config: keys, types, names and layer shapes, every problem at once."""
+    from .train import prepare_experiment
+
+    cfg, exp = prepare_experiment(config, set_)
+    out.print(f"{config}: ok ({cfg.model.type}, {exp.model.num_params():,} parameters, "
+              f"{exp.steps_per_epoch} steps per epoch)")
+
+
+@app.command()
+@user_errors
+def summary(target: Path = typer.Argument(..., help="experiment YAML file or run directory"),
+            set_: List[str] = typer.Option([], "--set", help=SET_HELP)):
+    """A table of the model's layers: output shape, parameters and forward FLOPs."""
+    from .summary import layer_rows
+    from .train import prepare_experiment
+
+    if target.is_dir():
+        from .runs import find_run
+
+        target = find_run(target) / "config.yaml"
+    cfg, exp = prepare_experiment(target, set_)
+    table = Table("layer", "type", "output shape", "params", "FLOPs", "options", title=f"{cfg.name} ({cfg.model.type})")
+    for row in layer_rows(exp.model):
+        table.add_row(row.path, row.type, str(row.out_shape), f"{row.params:,}", f"{row.flops:,}", row.options)
+    total_p = exp.model.num_params()
+    table.add_row("total", "", "", f"{total_p:,}", f"{sum(r.flops for r in layer_rows(exp.model, leaves_only=True)):,}",
+                  f"{total_p * 4 / 2**20:.2f} MiB of float32 params", end_section=True)
+    out.print(table)
+
+
+# -- data ---------------------------------------------------------------------------------
+
+
+@data_app.command("fetch")
+@user_errors
+def data_fetch(name: str = typer.Argument(..., help="data set name, e.g. mnist")):
+    """Fetch, verify and cache a data set."""
+    from .data import fetch
+
+    with _byte_progress() as progress:
+        info = fetch(name, progress=progress)
+    out.print(f"{name}: {info}")
+
+
+@data_app.command("ls")
+@user_errors
+def data_ls():
+    """List cached data sets with their sizes."""
+    from .data import list_cached
+
+    table = Table("name", "path", "size", "verified")
+    for item in list_cached():
+        table.add_row(str(item.get("name")), str(item.get("path")), _size(item.get("size", 0)),
+                      str(item.get("verified", "")))
+    out.print(table)
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024:
+            return f"{n:.0f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"
+
+
+class _byte_progress:
+    """A rich progress bar fed by the data package's (done, total, description) callback."""
+
+    def __enter__(self):
+        self.bar = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed:,}/{task.total:,} B"),
+                            TimeRemainingColumn(), console=err, transient=True, disable=not err.is_terminal)
+        self.bar.__enter__()
+        self.tasks = {}
+        return self
+
+    def __call__(self, done: int, total: int, description: str = "") -> None:
+        if description not in self.tasks:
+            self.tasks[description] = self.bar.add_task(description, total=total or None)
+        self.bar.update(self.tasks[description], completed=done, total=total or None)
+
+    def __exit__(self, *exc):
+        return self.bar.__exit__(*exc)
+
+
+# -- progress of training -------------------------------------------------------------------
+
+
+class RichReporter(Reporter):
+    """Renders training progress: a rich bar with throughput and ETA, or plain lines."""
+
+    def __init__(self, plain: bool):
+        self.plain = plain
+        self.progress = None
+        self.task = None
+
+    def __enter__(self):
+        if not self.plain:
+            self.progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                     TextColumn("{task.fields[rate]}"), TimeRemainingColumn(),
+                                     TextColumn("{task.fields[metrics]}"), console=out)
+            self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        if self.progress:
+            self.progress.__exit__(*exc)
+
+    def epoch_start(self, epoch, epochs, batches, start):
+        self.t0, self.seen0 = time.time(), None
+        if self.progress:
+            self.task = self.progress.add_task(f"epoch {epoch + 1}/{epochs}", total=batches, completed=start,
+                                               rate="", metrics="")
+
+    def rate(self, seen: int) -> float:
+        return (seen - self.seen0) / max(time.time() - self.t1, 1e-9) if self.seen0 is not None else 0.0
+
+    def step(self, state, metrics, lr):
+        if self.seen0 is None:  # throughput counts from the end of the first step (no warm-up in it)
+            self.seen0, self.t1 = state.seen, time.time()
+        self.seen = state.seen
+        if self.progress and (state.batch % 5 == 0):
+            rate = self.rate(state.seen)
+            self.progress.update(self.task, completed=state.batch, rate=f"{rate:,.0f} samples/s",
+                                 metrics=f"loss {metrics['loss']:.4f} lr {lr:.2e}")
+
+    def epoch_end(self, epoch, metrics):
+        text = "  ".join(f"{k} {v:.4f}" for k, v in metrics.items())
+        rate = self.rate(self.seen) if self.seen0 is not None else 0.0
+        if self.progress:
+            self.progress.update(self.task, completed=self.progress.tasks[-1].total, metrics=text,
+                                 rate=f"{rate:,.0f} samples/s")
+        else:
+            out.print(f"epoch {epoch + 1}: {text}  ({rate:,.0f} samples/s, {time.time() - self.t0:.1f} s)")
+
+    def message(self, text):
+        (self.progress.console if self.progress else out).print(text)
+
+
+def main() -> None:
+    try:
+        app()
+    except BrokenPipeError:
+        sys.exit(0)

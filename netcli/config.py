@@ -1,0 +1,303 @@
+"""The experiment file: YAML -> pydantic models, with every error at once as `file:line: key: message`.
+
+The unions of layer, model, dataset, loss, optimizer and schedule configs are
+built from the registries, so each component's Config (next to its class) is
+the one source of truth for its YAML shape.
+"""
+from __future__ import annotations
+
+import difflib
+import typing
+from pathlib import Path
+from typing import Annotated, Any, Literal, Optional, Union
+
+import yaml
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+
+from . import data as _data  # noqa: F401  (registers datasets)
+from . import layers as _layers  # noqa: F401  (registers layers)
+from . import losses as _losses  # noqa: F401
+from . import models as _models  # noqa: F401
+from . import optim as _optim  # noqa: F401
+from . import schedules as _schedules  # noqa: F401
+from .errors import ConfigError
+from .registry import DATASETS, LOSSES, MODELS, OPTIMIZERS, SCHEDULES
+
+# -- the experiment ------------------------------------------------------------
+
+
+def _by_name(v):
+    """`loss: mse` means `loss: {type: mse}` (likewise optimizer and schedule)."""
+    return {"type": v} if isinstance(v, str) else v
+
+
+def _union(registry, tag: str = "type", shorthand: bool = True):
+    """The union of a registry's Configs, discriminated by ``tag``."""
+    configs = tuple(cls.Config for _, cls in registry.items())
+    meta = [Field(discriminator=tag)] + ([BeforeValidator(_by_name)] if shorthand else [])
+    return Annotated[(Union[configs], *meta)]
+
+
+class EarlyStopping(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    metric: Optional[str] = Field(None, description="metric to watch, e.g. val_loss; default: the model's")
+    patience: int = Field(3, ge=1, description="epochs without improvement before stopping")
+    min_delta: float = Field(0.0, ge=0, description="smallest change that counts as an improvement")
+
+
+class TrainConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    epochs: int = Field(1, ge=1, le=100_000, description="passes over the training set")
+    max_steps: Optional[int] = Field(None, ge=1, description="stop after this many optimizer steps")
+    clip_norm: Optional[float] = Field(None, gt=0, description="clip gradients to this global L2 norm")
+    clip_value: Optional[float] = Field(None, gt=0, description="clip each gradient entry to +-value")
+    early_stopping: Optional[EarlyStopping] = Field(None, description="stop when a metric stops improving")
+    monitor: Optional[str] = Field(None, description="metric that picks best.npz; default: the model's")
+    eval_every: int = Field(1, ge=1, description="evaluate on the validation split every N epochs")
+    checkpoint_every: Optional[int] = Field(None, ge=1, description="also write last.npz every N steps")
+    log_every: int = Field(50, ge=1, description="write train metrics to metrics.jsonl every N steps")
+    nan_policy: Literal["stop", "skip"] = Field("stop", description="non-finite loss/gradient: stop, or skip the batch")
+    max_skips: int = Field(10, ge=0, description="with nan_policy skip: give up after this many skipped batches")
+
+
+class ExperimentConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=100,
+                      description="run name; runs go to runs/<name>/")
+    seed: int = Field(0, ge=0, lt=2**32, description="seed of every random choice in the run")
+    dtype: Literal["float32", "float64"] = Field("float32", description="float type of params and activations")
+    data: _union(DATASETS, "dataset", shorthand=False)  # type: ignore[valid-type]
+    model: _union(MODELS, shorthand=False)  # type: ignore[valid-type]
+    loss: Optional[_union(LOSSES)] = Field(None, description="default: the model's own loss")  # type: ignore[valid-type]
+    optimizer: _union(OPTIMIZERS) = Field(description="optimizer and its learning rate")  # type: ignore[valid-type]
+    schedule: _union(SCHEDULES) = Field(default_factory=lambda: {"type": "constant"},  # type: ignore[valid-type]
+                                        validate_default=True, description="learning-rate schedule")
+    train: TrainConfig = Field(default_factory=TrainConfig)
+
+
+# -- loading -----------------------------------------------------------------
+
+
+def load_config(path: str | Path, overrides: list[str] = ()) -> ExperimentConfig:
+    """Read, override and validate an experiment file; raise ConfigError listing every problem."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise ConfigError([f"{path}: no such config file"]) from None
+    except (IsADirectoryError, PermissionError, UnicodeDecodeError) as e:
+        raise ConfigError([f"{path}: cannot read the config file ({e.__class__.__name__})"]) from None
+    raw, lines = parse_yaml(text, str(path))
+    for item in overrides:
+        apply_override(raw, item, lines)
+    return validate(raw, str(path), lines)
+
+
+def config_from_dict(raw: dict, source: str = "<config>") -> ExperimentConfig:
+    return validate(raw, source, {})
+
+
+def parse_yaml(text: str, source: str) -> tuple[dict, dict[tuple, int]]:
+    """Safe-load YAML; return the data and a map from key path to line number."""
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.load(text, Loader=_NoAliasLoader)
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        line = f":{mark.line + 1}" if mark else ""
+        raise ConfigError([f"{source}{line}: YAML error: {e.problem or e.context}"]) from None
+    except yaml.YAMLError as e:
+        raise ConfigError([f"{source}: YAML error: {e}"]) from None
+    if data is None:
+        raise ConfigError([f"{source}: the config file is empty"])
+    if not isinstance(data, dict):
+        raise ConfigError([f"{source}:1: the config must be a mapping of keys (name, data, model, ...)"])
+    lines: dict[tuple, int] = {}
+    problems: list[str] = []
+    _line_map(node, (), lines, problems, source)
+    if problems:
+        raise ConfigError(problems)
+    return data, lines
+
+
+class _NoAliasLoader(yaml.SafeLoader):
+    """Safe loading without anchors and aliases (they could blow a small file up exponentially)."""
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.composer.ComposerError(None, None, "YAML aliases (*name) are not allowed in configs",
+                                              event.start_mark)
+        return super().compose_node(parent, index)
+
+
+def _line_map(node, path: tuple, lines: dict, problems: list, source: str) -> None:
+    lines.setdefault(path, node.start_mark.line + 1)
+    if isinstance(node, yaml.MappingNode):
+        seen = set()
+        for k, v in node.value:
+            key = k.value
+            if key in seen:
+                problems.append(f"{source}:{k.start_mark.line + 1}: {_dotted(path + (key,))}: duplicate key")
+            seen.add(key)
+            lines[path + (key,)] = k.start_mark.line + 1
+            _line_map(v, path + (key,), lines, problems, source)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, v in enumerate(node.value):
+            _line_map(v, path + (i,), lines, problems, source)
+
+
+def apply_override(raw: dict, item: str, lines: dict) -> None:
+    """Apply `key.path=value` (value parsed as YAML) to the raw config."""
+    key, sep, value = item.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError([f"--set {item}: expected key.path=value"])
+    parts: list[Any] = [int(p) if p.isdigit() else p for p in key.strip().split(".")]
+    try:
+        parsed = yaml.load(value, Loader=_NoAliasLoader)
+    except yaml.YAMLError as e:
+        raise ConfigError([f"--set {item}: value is not valid YAML ({getattr(e, 'problem', e)})"]) from None
+    node: Any = raw
+    for i, part in enumerate(parts[:-1]):
+        nxt = parts[i + 1]
+        if isinstance(node, list) and isinstance(part, int) and part < len(node):
+            node = node[part]
+        elif isinstance(node, dict):
+            node = node.setdefault(part, [] if isinstance(nxt, int) else {})
+        else:
+            raise ConfigError([f"--set {item}: {_dotted(parts[: i + 1])} does not exist"])
+    last = parts[-1]
+    if isinstance(node, dict):
+        node[last] = parsed
+    elif isinstance(node, list) and isinstance(last, int) and last < len(node):
+        node[last] = parsed
+    else:
+        raise ConfigError([f"--set {item}: {key} does not exist"])
+    lines[tuple(parts)] = "--set"
+
+
+# -- validation and error reports -----------------------------------------------
+
+
+def validate(raw: dict, source: str, lines: dict) -> ExperimentConfig:
+    try:
+        return ExperimentConfig.model_validate(raw)
+    except ValidationError as e:
+        raise ConfigError([format_error(err, source, lines) for err in e.errors()]) from None
+
+
+def format_error(err: dict, source: str, lines: dict) -> str:
+    loc = _strip_tags(err["loc"])
+    where = _where(source, lines, loc)
+    kind, ctx = err["type"], err.get("ctx", {})
+    if kind == "extra_forbidden":
+        valid = _fields_at(loc[:-1])
+        hint = _did_you_mean(str(loc[-1]), valid)
+        msg = f"unknown key '{loc[-1]}'{hint}" + (f"; valid keys: {', '.join(valid)}" if valid and not hint else "")
+    elif kind == "union_tag_invalid":
+        valid = [t.strip(" '") for t in ctx.get("expected_tags", "").split(",")]
+        what = _KIND_OF.get(loc[0] if loc else "", "type")
+        if loc[:1] == ("model",) and len(loc) > 1:
+            what = "layer"
+        msg = f"unknown {what} '{ctx.get('tag')}'{_did_you_mean(str(ctx.get('tag')), valid)}; valid: {', '.join(valid)}"
+    elif kind == "union_tag_not_found":
+        msg = f"missing '{ctx.get('discriminator', 'type').strip(chr(39))}' (which kind of entry this is)"
+    elif kind == "missing":
+        msg = "required key is missing"
+    else:
+        msg = err["msg"]
+        if "input" in err and not isinstance(err["input"], (dict, list)):
+            msg += f" (got {err['input']!r})"
+    return f"{where}: {_dotted(loc)}: {msg}" if loc else f"{where}: {msg}"
+
+
+_KIND_OF = {"data": "dataset", "model": "model type", "loss": "loss", "optimizer": "optimizer",
+            "schedule": "schedule"}
+
+
+def _where(source: str, lines: dict, loc: tuple) -> str:
+    for n in range(len(loc), -1, -1):
+        line = lines.get(tuple(loc[:n]))
+        if line == "--set":
+            return f"--set {_dotted(loc[:n])}"
+        if line is not None:
+            return f"{source}:{line}"
+    return source
+
+
+def _dotted(loc) -> str:
+    return ".".join(str(p) for p in loc)
+
+
+def _did_you_mean(name: str, valid: list[str]) -> str:
+    match = difflib.get_close_matches(name, valid, n=1, cutoff=0.6)
+    return f" (did you mean '{match[0]}'?)" if match else ""
+
+
+# pydantic puts the tag of a discriminated union into error locations
+# (model.layers.0.dense.units); the user's file has no such level.
+def _strip_tags(loc: tuple) -> tuple:
+    out, cls = [], ExperimentConfig
+    for part in loc:
+        if isinstance(cls, dict):  # a union: this part is its tag
+            cls = cls.get(part)
+            if isinstance(part, str) and cls is not None:
+                continue
+        out.append(part)
+        if isinstance(part, int):
+            continue
+        cls = _model_of(cls.model_fields[part].annotation) if _is_model(cls) and part in cls.model_fields else None
+    return tuple(out)
+
+
+def _fields_at(loc: tuple) -> list[str]:
+    cls: Any = ExperimentConfig
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        if isinstance(cls, dict):
+            cls = cls.get(part)
+        if not _is_model(cls) or part not in cls.model_fields:
+            return []
+        cls = _model_of(cls.model_fields[part].annotation)
+    if isinstance(cls, dict) or not _is_model(cls):
+        return []
+    return list(cls.model_fields)
+
+
+def _is_model(cls) -> bool:
+    return isinstance(cls, type) and issubclass(cls, BaseModel)
+
+
+def _model_of(ann):
+    """The model class (or {tag: class} for a union) that an annotation holds."""
+    origin = typing.get_origin(ann)
+    if origin is Annotated:
+        return _model_of(typing.get_args(ann)[0])
+    if origin in (list, tuple):
+        return _model_of(typing.get_args(ann)[0])
+    if origin is Union:
+        members = [a for a in typing.get_args(ann) if a is not type(None)]
+        if len(members) == 1:
+            return _model_of(members[0])
+        tags = {}
+        for m in members:
+            for tag_field in ("type", "dataset"):
+                if _is_model(m) and tag_field in m.model_fields:
+                    tags[m.model_fields[tag_field].default] = m
+        return tags
+    return ann if _is_model(ann) else None
+
+
+def dump_config(cfg: ExperimentConfig) -> str:
+    """The resolved config as YAML, every default filled in."""
+    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
+
+
+def locate(path: str | Path, key: tuple) -> str:
+    """`file:line` of the deepest existing prefix of ``key`` in a config file."""
+    try:
+        _, lines = parse_yaml(Path(path).read_text(), str(path))
+    except (OSError, ConfigError):
+        return str(path)
+    return _where(str(path), lines, tuple(key))

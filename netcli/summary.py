@@ -1,0 +1,44 @@
+"""Rows of `netcli summary`: every layer of a built model with its output shape, params and FLOPs."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .layers.base import Layer
+from .models.base import Model
+
+
+@dataclass
+class LayerRow:
+    path: str
+    type: str
+    out_shape: tuple
+    params: int
+    flops: int
+    options: str
+    leaf: bool
+
+
+def layer_rows(model: Model, leaves_only: bool = False) -> list[LayerRow]:
+    rows: list[LayerRow] = []
+    for name, net in model.networks().items():
+        _rows(net, name, 0, rows)
+    return [r for r in rows if r.leaf] if leaves_only else rows
+
+
+def _rows(layer: Layer, path: str, depth: int, rows: list[LayerRow]) -> None:
+    children = layer.sublayers()
+    own = sum(int(np.prod(p.shape)) for p in layer.params.values())
+    total = own + sum(int(np.prod(p.shape)) for c in _all(layer) for p in c.params.values())
+    rows.append(LayerRow("  " * depth + path, layer.type_name, layer.out_shape, total,
+                         layer.flops(), layer.describe(), leaf=not children or layer.type_name != "sequential"))
+    if layer.type_name == "sequential":
+        for i, child in enumerate(children):
+            _rows(child, f"{path}.{i}", depth + 1, rows)
+
+
+def _all(layer: Layer):
+    for c in layer.sublayers():
+        yield c
+        yield from _all(c)
