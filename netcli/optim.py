@@ -1,0 +1,302 @@
+"""Optimizers that update parameters in place from their gradients, with PyTorch's formulas.
+
+    opt = make_optimizer({"type": "adam", "lr": 1e-3}, named_params(model))   # (name, param, grad) triples
+    opt.step(lr)                   # lr from the schedule; updates params in place, then zeroes the grads
+    state = opt.state_dict()       # plain arrays: {"step": 0-d, "m.layers.0.W": ..., ...}
+
+Each update is a short chain of in-place ufuncs (``out=``) into one scratch
+buffer, so a step allocates nothing. The gradient arrays are zeroed after the
+step anyway, so an update may also overwrite them (weight decay is added into
+the gradient in place).
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, ClassVar, Iterable, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from .registry import OPTIMIZERS
+
+Param = tuple[str, np.ndarray, np.ndarray]  # (name, param, grad)
+
+
+class OptimizerConfig(BaseModel):
+    """Base of every optimizer's Config: unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid")
+    type: str
+    lr: float = Field(1e-3, gt=0, description="base learning rate; the schedule scales it per step")
+    weight_decay: float = Field(0.0, ge=0, description="L2 penalty added to the gradient (AdamW: decoupled decay)")
+
+
+class Optimizer:
+    Config: ClassVar[type[OptimizerConfig]]
+    type_name: ClassVar[str]
+
+    def __init__(self, config: OptimizerConfig, params: Iterable[Param]):
+        self.config = config
+        self.params = _unique(params)
+        self.t = 0  # steps taken
+        self.state = {slot: [np.zeros_like(p) for _, p, _ in self.params] for slot in self.slots()}
+        self.scratch = _scratch_views([p for _, p, _ in self.params])
+
+    def slots(self) -> tuple[str, ...]:
+        """Names of the per-parameter state arrays (moments, momentum buffers)."""
+        return ()
+
+    def update(self, lr: float, p: np.ndarray, g: np.ndarray, tmp: np.ndarray, st: dict[str, np.ndarray]) -> None:
+        """Update one parameter ``p`` in place from its gradient ``g``; ``tmp`` is scratch of p's shape."""
+        raise NotImplementedError
+
+    def step(self, lr: float) -> None:
+        """Update every parameter in place with learning rate ``lr``, then zero the gradients."""
+        self.t += 1
+        for i, (_, p, g) in enumerate(self.params):
+            self.update(lr, p, g, self.scratch[i], {slot: arrays[i] for slot, arrays in self.state.items()})
+            g.fill(0)
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        d = {"step": np.array(self.t, dtype=np.int64)}
+        for slot, arrays in self.state.items():
+            for (name, _, _), a in zip(self.params, arrays):
+                d[f"{slot}.{name}"] = a.copy()
+        return d
+
+    def load_state_dict(self, d: dict[str, np.ndarray]) -> None:
+        """Restore the state from ``state_dict()``'s output; any missing, extra or misshapen key is an error."""
+        expected = {"step": ()} | {f"{slot}.{name}": p.shape for slot in self.state for name, p, _ in self.params}
+        missing = sorted(expected.keys() - d.keys())
+        extra = sorted(d.keys() - expected.keys())
+        shapes = [f"{k}: {np.shape(d[k])} != {s}" for k, s in expected.items() if k in d and np.shape(d[k]) != s]
+        if missing or extra or shapes:
+            raise ValueError(f"{self.type_name} optimizer state does not fit these parameters: "
+                             f"missing {missing}, unexpected {extra}, wrong shapes {shapes}")
+        self.t = int(d["step"])
+        for slot, arrays in self.state.items():
+            for (name, _, _), a in zip(self.params, arrays):
+                np.copyto(a, d[f"{slot}.{name}"])
+
+
+def _unique(params: Iterable[Param]) -> list[Param]:
+    """Drop repeats of an array that is shared (weight tying), so it is updated once per step."""
+    seen, out = set(), []
+    for name, p, g in params:
+        if id(p) not in seen:
+            seen.add(id(p))
+            out.append((name, p, g))
+    return out
+
+
+def _scratch_views(params: list[np.ndarray]) -> list[np.ndarray]:
+    """One flat buffer per dtype, as large as the largest parameter; a view of it per parameter."""
+    sizes: dict[np.dtype, int] = {}
+    for p in params:
+        sizes[p.dtype] = max(sizes.get(p.dtype, 0), p.size)
+    buffers = {dtype: np.empty(n, dtype) for dtype, n in sizes.items()}
+    return [buffers[p.dtype][: p.size].reshape(p.shape) for p in params]
+
+
+def register_optimizer(name: str):
+    """Register an Optimizer class under ``name``; its Config must say ``type: Literal[name]``."""
+
+    def add(cls: type[Optimizer]) -> type[Optimizer]:
+        field_ = cls.Config.model_fields.get("type")
+        if field_ is None or field_.default != name:
+            raise TypeError(f"{cls.__name__}.Config must declare type: Literal['{name}'] = '{name}'")
+        return OPTIMIZERS.register(name)(cls)
+
+    return add
+
+
+def make_optimizer(spec: str | dict[str, Any] | OptimizerConfig, params: Iterable[Param]) -> Optimizer:
+    """An optimizer from its name, a dict with a ``type`` key, or an optimizer Config."""
+    if isinstance(spec, str):
+        spec = {"type": spec}
+    if isinstance(spec, BaseModel):
+        return OPTIMIZERS.get(spec.type)(spec, params)
+    if "type" not in spec:
+        raise ValueError(f"an optimizer needs a 'type'; valid: {', '.join(OPTIMIZERS.names())}")
+    cls = OPTIMIZERS.get(spec["type"])
+    return cls(cls.Config(**spec), params)
+
+
+def _add_weight_decay(g: np.ndarray, p: np.ndarray, wd: float, tmp: np.ndarray) -> None:
+    """g += wd * p (L2 regularisation folded into the gradient)."""
+    if wd:
+        np.multiply(p, wd, out=tmp)
+        g += tmp
+
+
+@register_optimizer("sgd")
+class SGD(Optimizer):
+    """SGD with optional (Nesterov) momentum, as torch.optim.SGD:
+
+        g += wd p;  buf = momentum buf + (1 - dampening) g  (buf = g on the first step)
+        d = g + momentum buf if nesterov else buf;  p -= lr d
+    """
+
+    class Config(OptimizerConfig):
+        type: Literal["sgd"] = "sgd"
+        momentum: float = Field(0.0, ge=0, lt=1, description="momentum factor (0: plain SGD)")
+        dampening: float = Field(0.0, ge=0, le=1, description="scales the gradient added to the momentum buffer")
+        nesterov: bool = Field(False, description="Nesterov momentum (needs momentum > 0 and dampening 0)")
+
+        @model_validator(mode="after")
+        def _nesterov_needs_momentum(self):
+            if self.nesterov and (self.momentum == 0 or self.dampening != 0):
+                raise ValueError("nesterov needs momentum > 0 and dampening 0")
+            return self
+
+    def slots(self):
+        return ("buf",) if self.config.momentum else ()
+
+    def update(self, lr, p, g, tmp, st):
+        c = self.config
+        _add_weight_decay(g, p, c.weight_decay, tmp)
+        d = g
+        if c.momentum:
+            buf = st["buf"]
+            if self.t == 1:
+                np.copyto(buf, g)
+            else:
+                buf *= c.momentum
+                np.multiply(g, 1 - c.dampening, out=tmp)
+                buf += tmp
+            if c.nesterov:
+                np.multiply(buf, c.momentum, out=tmp)
+                g += tmp
+            else:
+                d = buf
+        np.multiply(d, lr, out=tmp)
+        p -= tmp
+
+
+class _AdamConfig(OptimizerConfig):
+    beta1: float = Field(0.9, ge=0, lt=1, description="decay of the running mean of gradients")
+    beta2: float = Field(0.999, ge=0, lt=1, description="decay of the running mean of squared gradients")
+    eps: float = Field(1e-8, gt=0, description="added to the root of the second moment")
+
+
+class _AdamBase(Optimizer):
+    """Adam's moment updates and bias-corrected step, shared by adam and adamw."""
+
+    def slots(self):
+        return ("m", "v")
+
+    def adam_step(self, lr, p, g, tmp, m, v):
+        c = self.config
+        m *= c.beta1  # m = beta1 m + (1 - beta1) g
+        np.multiply(g, 1 - c.beta1, out=tmp)
+        m += tmp
+        v *= c.beta2  # v = beta2 v + (1 - beta2) g^2
+        np.multiply(g, g, out=tmp)
+        tmp *= 1 - c.beta2
+        v += tmp
+        # torch: p -= lr/bc1 * m / (sqrt(v)/sqrt(bc2) + eps). Multiplying top and bottom by
+        # sqrt(bc2) gives the same value with one pass over the arrays fewer:
+        #        p -= (lr sqrt(bc2)/bc1) * m / (sqrt(v) + eps sqrt(bc2))
+        root_bc2 = math.sqrt(1 - c.beta2**self.t)
+        np.sqrt(v, out=tmp)
+        tmp += c.eps * root_bc2
+        np.divide(m, tmp, out=tmp)
+        tmp *= lr * root_bc2 / (1 - c.beta1**self.t)
+        p -= tmp
+
+
+@register_optimizer("adam")
+class Adam(_AdamBase):
+    """Adam with bias correction and L2 weight decay added to the gradient, as torch.optim.Adam."""
+
+    class Config(_AdamConfig):
+        type: Literal["adam"] = "adam"
+
+    def update(self, lr, p, g, tmp, st):
+        _add_weight_decay(g, p, self.config.weight_decay, tmp)
+        self.adam_step(lr, p, g, tmp, st["m"], st["v"])
+
+
+@register_optimizer("adamw")
+class AdamW(_AdamBase):
+    """Adam with decoupled weight decay, p *= 1 - lr wd before the Adam step, as torch.optim.AdamW."""
+
+    class Config(_AdamConfig):
+        type: Literal["adamw"] = "adamw"
+        weight_decay: float = Field(0.01, ge=0, description="decoupled decay: p *= 1 - lr * weight_decay per step")
+
+    def update(self, lr, p, g, tmp, st):
+        if self.config.weight_decay:
+            p *= 1 - lr * self.config.weight_decay
+        self.adam_step(lr, p, g, tmp, st["m"], st["v"])
+
+
+@register_optimizer("rmsprop")
+class RMSprop(Optimizer):
+    """RMSprop as torch.optim.RMSprop:
+
+        g += wd p;  s = alpha s + (1 - alpha) g^2;  a = sqrt(s - gbar^2) (centered) or sqrt(s)
+        p -= lr g / (a + eps), or with momentum buf = momentum buf + g / (a + eps);  p -= lr buf
+    """
+
+    class Config(OptimizerConfig):
+        type: Literal["rmsprop"] = "rmsprop"
+        lr: float = Field(1e-2, gt=0, description="base learning rate; the schedule scales it per step")
+        alpha: float = Field(0.99, ge=0, lt=1, description="decay of the running mean of squared gradients")
+        eps: float = Field(1e-8, gt=0, description="added to the root of the second moment")
+        momentum: float = Field(0.0, ge=0, lt=1, description="momentum factor (0: none)")
+        centered: bool = Field(False, description="divide by the gradient's variance estimate, not its raw second moment")
+
+    def slots(self):
+        c = self.config
+        return ("sq",) + (("avg",) if c.centered else ()) + (("buf",) if c.momentum else ())
+
+    def update(self, lr, p, g, tmp, st):
+        c = self.config
+        _add_weight_decay(g, p, c.weight_decay, tmp)
+        sq = st["sq"]
+        sq *= c.alpha  # s = alpha s + (1 - alpha) g^2
+        np.multiply(g, g, out=tmp)
+        tmp *= 1 - c.alpha
+        sq += tmp
+        if c.centered:
+            avg = st["avg"]
+            avg *= c.alpha  # gbar = alpha gbar + (1 - alpha) g
+            np.multiply(g, 1 - c.alpha, out=tmp)
+            avg += tmp
+            np.multiply(avg, avg, out=tmp)
+            np.subtract(sq, tmp, out=tmp)
+            np.sqrt(tmp, out=tmp)
+        else:
+            np.sqrt(sq, out=tmp)
+        tmp += c.eps
+        np.divide(g, tmp, out=tmp)  # g / (a + eps)
+        if c.momentum:
+            buf = st["buf"]
+            buf *= c.momentum
+            buf += tmp
+            np.multiply(buf, lr, out=tmp)
+        else:
+            tmp *= lr
+        p -= tmp
+
+
+# -- gradient clipping -----------------------------------------------------------
+
+def clip_grad_norm(grads: list[np.ndarray], max_norm: float) -> float:
+    """Scale all gradients in place so their global L2 norm is at most ``max_norm``; return the norm before.
+
+    As torch.nn.utils.clip_grad_norm_: the factor is max_norm / (norm + 1e-6), capped at 1.
+    """
+    total = math.sqrt(sum(float(np.vdot(g, g)) for g in grads))
+    coef = min(max_norm / (total + 1e-6), 1.0)
+    if coef < 1.0:
+        for g in grads:
+            g *= coef
+    return total
+
+
+def clip_grad_value(grads: list[np.ndarray], value: float) -> None:
+    """Clamp every gradient entry in place to [-value, value]."""
+    for g in grads:
+        np.clip(g, -value, value, out=g)
