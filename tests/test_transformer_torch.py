@@ -1,0 +1,93 @@
+"""Transformer family against PyTorch in float64: outputs and every gradient, masks included."""
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from netcli import backend as B  # noqa: E402
+from netcli.layers.attention import MultiheadAttention  # noqa: E402
+from netcli.layers.base import named_params  # noqa: E402
+from netcli.layers.patches import PatchEmbed  # noqa: E402
+
+TOL = dict(rtol=1e-6, atol=1e-8)
+N, T, D, H = 3, 5, 8, 2
+PAD = np.array([[0, 0, 0, 0, 0], [0, 0, 0, 1, 1], [0, 0, 0, 0, 1]], dtype=bool)  # (N, T) True = padding
+
+
+def t(a):
+    return torch.tensor(np.ascontiguousarray(a))
+
+
+def run(layer, x, R):
+    """Our forward (training, no dropout) and backward with dL/dy = R; returns y, dx, grads by name."""
+    for _, _, g in named_params(layer):
+        g[...] = 0
+    y = layer.forward(x.copy(), training=True)
+    dx = layer.backward(R.copy())
+    return y, dx, {name: g for name, _, g in named_params(layer)}
+
+
+def run_torch(module, x, R, *args, **kwargs):
+    xt = t(x).requires_grad_()
+    y = module(xt, *args, **kwargs)
+    y = y[0] if isinstance(y, tuple) else y
+    y.backward(t(R))
+    return y.detach().numpy(), xt.grad.numpy()
+
+
+def copy_mha(ours: MultiheadAttention, attn: "torch.nn.MultiheadAttention") -> dict[str, "torch.Tensor"]:
+    """Copy our weights into torch's; return our param name -> torch param (ours are transposed)."""
+    pairs = {"0.W": attn.in_proj_weight, "0.b": attn.in_proj_bias, "1.W": attn.out_proj.weight, "1.b": attn.out_proj.bias}
+    with torch.no_grad():
+        for name, p, _ in named_params(ours):
+            pairs[name].copy_(t(p.T))
+    return pairs
+
+
+def assert_grads_match(ours: dict, theirs: dict):
+    assert ours.keys() == theirs.keys()
+    for name, g in ours.items():
+        np.testing.assert_allclose(g, theirs[name].grad.numpy().T, **TOL, err_msg=name)
+
+
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("padded", [False, True])
+def test_multihead_attention_matches_torch(causal, padded):
+    rng = np.random.default_rng(0)
+    with B.dtype_scope("float64"):
+        ctx = {"key_padding_mask": PAD} if padded else {}
+        ours = MultiheadAttention(heads=H, causal=causal)
+        ours.setup((T, D), np.random.default_rng(1), ctx)
+        x, R = rng.standard_normal((N, T, D)), rng.standard_normal((N, T, D))
+        y, dx, grads = run(ours, x, R)
+
+    attn = torch.nn.MultiheadAttention(D, H, batch_first=True, dtype=torch.float64)
+    pairs = copy_mha(ours, attn)
+    mask = torch.triu(torch.ones(T, T, dtype=torch.bool), 1) if causal else None
+    ty, tdx = run_torch(lambda z: attn(z, z, z, key_padding_mask=t(PAD) if padded else None, attn_mask=mask,
+                                       need_weights=False), x, R)
+    np.testing.assert_allclose(y, ty, **TOL)
+    np.testing.assert_allclose(dx, tdx, **TOL)
+    assert_grads_match(grads, pairs)
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_patch_embed_matches_torch_strided_conv(bias):
+    rng = np.random.default_rng(0)
+    with B.dtype_scope("float64"):
+        ours = PatchEmbed(patch=2, dim=5, bias=bias)
+        ours.setup((3, 4, 6), np.random.default_rng(1))
+        x, R = rng.standard_normal((2, 3, 4, 6)), rng.standard_normal((2, 6, 5))
+        y, dx, grads = run(ours, x, R)
+
+    conv = torch.nn.Conv2d(3, 5, kernel_size=2, stride=2, bias=bias, dtype=torch.float64)
+    with torch.no_grad():
+        conv.weight.copy_(t(ours.proj.params["W"].T.reshape(5, 3, 2, 2)))
+        if bias:
+            conv.bias.copy_(t(ours.proj.params["b"]))
+    ty, tdx = run_torch(lambda z: conv(z).flatten(2).transpose(1, 2), x, R)  # (N, patches, D), ViT order
+    np.testing.assert_allclose(y, ty, **TOL)
+    np.testing.assert_allclose(dx, tdx, **TOL)
+    np.testing.assert_allclose(grads["0.W"], conv.weight.grad.numpy().reshape(5, -1).T, **TOL)
+    if bias:
+        np.testing.assert_allclose(grads["0.b"], conv.bias.grad.numpy(), **TOL)
