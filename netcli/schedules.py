@@ -52,7 +52,7 @@ class Schedule:
 
     def _need_horizon(self, steps: int) -> None:
         if self.horizon < steps:
-            raise ValueError(f"schedule '{self.type_name}' needs at least {steps} steps after its "
+            raise ValueError(f"schedule '{self.type_name}' needs {steps} or more steps after its "
                              f"{self.config.warmup_steps} warmup steps, but training has {self.total_steps} in all")
 
 

@@ -116,7 +116,7 @@ def test_bad_specs_are_errors():
         make_schedule({"type": "step"}, BASE, TOTAL)
     with pytest.raises(ValueError, match="extra"):
         make_schedule({"type": "cosine", "eta_min": 0.0}, BASE, TOTAL)
-    with pytest.raises(ValueError, match="needs at least 1 steps"):
+    with pytest.raises(ValueError, match="needs 1 or more steps"):
         make_schedule({"type": "cosine", "warmup_steps": 100}, BASE, TOTAL)
     with pytest.raises(ValueError, match="one_cycle"):
         make_schedule({"type": "one_cycle", "pct_start": 0.01}, BASE, 50)
