@@ -1,0 +1,111 @@
+"""What every dataset shares: its config base, the Splits it returns, the validation split, errors."""
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, ClassVar, Literal, Optional
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from ..registry import DATASETS
+
+# progress(bytes_done, bytes_total, description); bytes_total is 0 when unknown
+Progress = Optional[Callable[[int, int, str], None]]
+Task = Literal["classification", "regression"]
+
+
+class DataError(ValueError):
+    """A problem with data the user can fix: a missing or corrupt file, a wrong shape, no route to fetch."""
+
+
+class DataConfig(BaseModel):
+    """Options every dataset has. Each dataset's Config subclasses this with `dataset: Literal[name]`."""
+
+    model_config = ConfigDict(extra="forbid")
+    dataset: str = Field(description="Name of the dataset (the discriminator of the data section).")
+    batch_size: int = Field(64, gt=0, description="Samples per training step.")
+    val_fraction: float = Field(
+        0.1, ge=0, lt=1, description="Fraction of the training set held out for validation (a seeded permutation).")
+    limit: Optional[int] = Field(
+        None, gt=0, description="Use only the first N training samples and N//5 test samples (for tiny test runs).")
+    shuffle: bool = Field(True, description="Reshuffle the training samples every epoch.")
+
+
+@dataclass
+class Splits:
+    """A loaded dataset: numpy arrays with the sample axis first. ``test_x``/``test_y`` may be None."""
+
+    train_x: np.ndarray
+    train_y: np.ndarray
+    val_x: np.ndarray
+    val_y: np.ndarray
+    test_x: np.ndarray | None
+    test_y: np.ndarray | None
+    task: Task
+    num_classes: int | None
+    input_shape: tuple[int, ...]   # one sample, no batch axis
+    target_shape: tuple[int, ...]  # one target: () for a class label, (T,) per-position labels, (k,) regression
+
+
+class Dataset:
+    """A registered dataset: ``Dataset(config).load(seed)`` returns Splits; ``fetch`` caches a download."""
+
+    Config: ClassVar[type[DataConfig]]
+    type_name: ClassVar[str]
+
+    def __init__(self, config: DataConfig):
+        self.config = config
+
+    def load(self, seed: int, *, progress: Progress = None, base_dir: Path | None = None) -> Splits:
+        raise NotImplementedError
+
+    @classmethod
+    def fetch(cls, progress: Progress = None) -> dict:
+        raise DataError(f"dataset '{cls.type_name}' has nothing to fetch: it is read from your files or generated")
+
+
+def register_dataset(name: str):
+    """Class decorator: put a Dataset in ``DATASETS`` under ``name`` (its Config's ``dataset`` literal)."""
+
+    def add(cls: type[Dataset]) -> type[Dataset]:
+        declared = cls.Config.model_fields["dataset"].default
+        if declared != name:
+            raise TypeError(f"{cls.__name__}.Config declares dataset '{declared}' but is registered as '{name}'")
+        return DATASETS.register(name)(cls)
+
+    return add
+
+
+def seeded_rng(seed: int, stream: str) -> np.random.Generator:
+    """A generator for one named use of the run's seed, independent of the model's ``make_rng(seed)``."""
+    return np.random.default_rng([seed, zlib.crc32(stream.encode())])
+
+
+def validation_indices(n: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted (train, val) indices of ``n`` samples: the val set is the head of a permutation drawn from ``seed``."""
+    perm = seeded_rng(seed, "validation").permutation(n)
+    n_val = int(round(n * val_fraction))
+    return np.sort(perm[n_val:]), np.sort(perm[:n_val])
+
+
+def make_splits(config: DataConfig, seed: int, train: tuple[np.ndarray, np.ndarray],
+                test: tuple[np.ndarray, np.ndarray] | None, *, task: Task, num_classes: int | None,
+                transform: Callable[[np.ndarray], np.ndarray] = lambda x: x) -> Splits:
+    """Apply ``limit``, split off the validation set, and ``transform`` each x (e.g. uint8 -> float images).
+
+    Indexing happens before ``transform`` so that only the selected samples are converted.
+    """
+    (x, y), limit = train, config.limit
+    if limit is not None:
+        x, y = x[:limit], y[:limit]
+        if test is not None:
+            test = (test[0][: max(1, limit // 5)], test[1][: max(1, limit // 5)])
+    tr, va = validation_indices(len(x), config.val_fraction, seed)
+    train_x = transform(x[tr])
+    return Splits(
+        train_x=train_x, train_y=y[tr], val_x=transform(x[va]), val_y=y[va],
+        test_x=None if test is None else transform(test[0]), test_y=None if test is None else test[1],
+        task=task, num_classes=num_classes,
+        input_shape=tuple(train_x.shape[1:]), target_shape=tuple(y.shape[1:]))

@@ -1,0 +1,233 @@
+"""The user's own data: named arrays in .npz, a .csv with a header, or IDX image + label files.
+
+Relative paths resolve against ``base_dir`` (the config file's folder) when load_data is given one.
+Every problem names the file and says what to change. Task inference when ``task`` is not set:
+integer (or, in a CSV, text) labels mean classification, anything else regression.
+"""
+from __future__ import annotations
+
+import csv
+import zipfile
+from pathlib import Path
+from typing import Literal, Optional
+
+import numpy as np
+from pydantic import Field
+
+from ..registry import closest
+from .base import DataConfig, DataError, Dataset, Progress, Splits, Task, make_splits, register_dataset
+from .idx import read_idx
+from .mnist import LayoutConfig, layout
+
+MAX_INFERRED_CLASSES = 1000  # more distinct integer labels than this is most likely a regression target
+
+
+def resolve(path: Path, base_dir: Path | None) -> Path:
+    path = Path(path).expanduser()
+    return path if path.is_absolute() or base_dir is None else Path(base_dir) / path
+
+
+def check_x(x: np.ndarray, name: str) -> np.ndarray:
+    """Features (N, ...) as float32, refusing text, 1-D and non-finite data."""
+    if not (np.issubdtype(x.dtype, np.number) or x.dtype == bool):
+        raise DataError(f"{name}: features have dtype {x.dtype}; expected numbers")
+    if x.ndim < 2:
+        raise DataError(f"{name}: features have shape {x.shape}; expected (samples, features...), "
+                        "reshape 1-D data to (N, 1)")
+    if np.issubdtype(x.dtype, np.inexact) and not np.isfinite(x).all():
+        bad = int(np.argwhere(~np.isfinite(x.reshape(len(x), -1)))[0, 0])
+        raise DataError(f"{name}: features contain NaN or inf (first in sample {bad}); clean or drop those rows")
+    return x.astype(np.float32)
+
+
+def check_y(y: np.ndarray, n: int, task: Task | None, name: str) -> tuple[np.ndarray, Task]:
+    """Targets for ``n`` samples: int64 class labels, or float32 (N, k) regression targets."""
+    if y.ndim == 0 or len(y) != n:
+        raise DataError(f"{name}: {y.size if y.ndim else 0} targets for {n} samples; they must match one to one")
+    if not np.issubdtype(y.dtype, np.number):
+        raise DataError(f"{name}: targets have dtype {y.dtype}; expected numbers")
+    inferred = task is None
+    task = task or ("classification" if np.issubdtype(y.dtype, np.integer) else "regression")
+    if task == "regression":
+        if not np.isfinite(y).all():
+            raise DataError(f"{name}: targets contain NaN or inf; clean or drop those rows")
+        return y.astype(np.float32).reshape(n, -1) if y.ndim == 1 else y.astype(np.float32), task
+    if not np.array_equal(y, np.round(y)) or y.min(initial=0) < 0:
+        raise DataError(f"{name}: class labels must be integers 0..K-1"
+                        + ("" if inferred else "; for real-valued targets set task: regression"))
+    if inferred and y.max(initial=0) >= MAX_INFERRED_CLASSES:
+        raise DataError(f"{name}: integer targets up to {y.max()} read as class labels; "
+                        "set task: regression if they are values, or task: classification to keep them")
+    return y.astype(np.int64), task
+
+
+def finish(config: DataConfig, seed: int, task: Task | None, train: tuple, train_name: str,
+           test: tuple | None = None, test_name: str = "", transform=lambda x: x) -> Splits:
+    """Check the (x, y) arrays of train and test against each other, then split them."""
+    x = check_x(train[0], train_name)
+    y, task = check_y(train[1], len(x), task, train_name)
+    if test is not None:
+        tx = check_x(test[0], test_name)
+        if tx.shape[1:] != x.shape[1:]:
+            raise DataError(f"{test_name}: test samples have shape {tx.shape[1:]} but training samples {x.shape[1:]}")
+        ty, _ = check_y(test[1], len(tx), task, test_name)
+        if ty.shape[1:] != y.shape[1:]:
+            raise DataError(f"{test_name}: test targets have shape {ty.shape[1:]} but training targets {y.shape[1:]}")
+        test = (tx, ty)
+    num_classes = None
+    if task == "classification":
+        num_classes = int(max(y.max(initial=0), test[1].max(initial=0) if test else 0)) + 1
+    return make_splits(config, seed, (x, y), test, task=task, num_classes=num_classes, transform=transform)
+
+
+class FileConfig(DataConfig):
+    path: Path = Field(description="The training data file (relative paths: from the config file's folder).")
+    test_path: Optional[Path] = Field(None, description="A test file of the same layout (optional).")
+    task: Optional[Task] = Field(None, description="classification or regression; default: inferred from the labels "
+                                                   "(integers: classification).")
+
+
+# -- npz --------------------------------------------------------------------
+def read_npz(path: Path, keys: tuple[str, str]) -> tuple[np.ndarray, ...]:
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            missing = [k for k in keys if k not in f.files]
+            if missing:
+                raise DataError(f"{path}: no array '{missing[0]}' (it has: {', '.join(f.files) or 'none'}); "
+                                "set x_key / y_key in the data section")
+            return tuple(f[k] for k in keys)
+    except FileNotFoundError:
+        raise DataError(f"{path}: no such file; check the path in the data section") from None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+        raise DataError(f"{path}: not a readable .npz of plain arrays ({e}); save it with numpy.savez") from None
+
+
+@register_dataset("npz")
+class NpzDataset(Dataset):
+    class Config(FileConfig):
+        dataset: Literal["npz"] = Field("npz", description="Named arrays in a .npz file (numpy.savez).")
+        x_key: str = Field("x", description="Name of the features array, (N, ...).")
+        y_key: str = Field("y", description="Name of the targets array, (N,) labels or (N, k) values.")
+
+    def load(self, seed: int, *, progress: Progress = None, base_dir: Path | None = None) -> Splits:
+        c = self.config
+        path = resolve(c.path, base_dir)
+        test_path = resolve(c.test_path, base_dir) if c.test_path else None
+        keys = (c.x_key, c.y_key)
+        test = read_npz(test_path, keys) if test_path else None
+        return finish(c, seed, c.task, read_npz(path, keys), str(path), test, str(test_path))
+
+
+# -- csv --------------------------------------------------------------------
+def read_csv(path: Path, label_column: str, delimiter: str) -> tuple[np.ndarray, np.ndarray]:
+    """float64 features (N, F) from every column but ``label_column``, and that column's text (N,)."""
+    try:
+        with open(path, newline="") as f:
+            rows = list(csv.reader(f, delimiter=delimiter))
+    except FileNotFoundError:
+        raise DataError(f"{path}: no such file; check the path in the data section") from None
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        raise DataError(f"{path}: cannot read as CSV ({e})") from None
+    rows = [r for r in rows if r]  # blank lines
+    if len(rows) < 2:
+        raise DataError(f"{path}: needs a header line and at least one data row")
+    header = [h.strip() for h in rows[0]]
+    if label_column not in header:
+        hint = closest(label_column, header)
+        raise DataError(f"{path}: no column '{label_column}'" + (f" (did you mean '{hint}'?)" if hint else "")
+                        + f"; columns: {', '.join(header)}")
+    for line, row in enumerate(rows[1:], start=2):
+        if len(row) != len(header):
+            raise DataError(f"{path}:{line}: {len(row)} fields, the header has {len(header)}")
+    table = np.array(rows[1:], dtype=str)
+    label = header.index(label_column)
+    features = np.delete(table, label, axis=1)
+    try:
+        x = features.astype(np.float64)
+    except ValueError:
+        line, col = next((i, j) for i, row in enumerate(features) for j, v in enumerate(row) if not _is_number(v))
+        name = [h for h in header if h != label_column][col]
+        raise DataError(f"{path}:{line + 2}: column '{name}' has '{features[line, col]}', not a number") from None
+    return x, np.char.strip(table[:, label])
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+        return True
+    except ValueError:
+        return False
+
+
+def csv_targets(labels: np.ndarray, classes: list[str] | None, path: Path) -> np.ndarray:
+    """Label text as numbers: the index in ``classes`` for text labels, else the value (int64 if integral)."""
+    if classes is None:
+        try:
+            values = labels.astype(np.float64)
+        except ValueError:
+            raise DataError(f"{path}: the label column has text where the training file has numbers") from None
+        return values.astype(np.int64) if np.array_equal(values, np.round(values)) else values
+    unknown = sorted(set(labels) - set(classes))
+    if unknown:
+        raise DataError(f"{path}: label '{unknown[0]}' does not occur in the training file")
+    return np.searchsorted(classes, labels).astype(np.int64)
+
+
+@register_dataset("csv")
+class CsvDataset(Dataset):
+    class Config(FileConfig):
+        dataset: Literal["csv"] = Field("csv", description="A CSV file with a header line: numeric feature columns "
+                                                           "and one label column (numbers, or class names).")
+        label_column: str = Field(description="Header name of the target column; every other column is a feature.")
+        delimiter: str = Field(",", min_length=1, max_length=1, description="Field separator.")
+
+    def load(self, seed: int, *, progress: Progress = None, base_dir: Path | None = None) -> Splits:
+        c = self.config
+        path = resolve(c.path, base_dir)
+        x, labels = read_csv(path, c.label_column, c.delimiter)
+        classes = None if all(_is_number(v) for v in labels) else sorted(set(labels))
+        if classes is not None and c.task == "regression":
+            raise DataError(f"{path}: column '{c.label_column}' holds text, which cannot be a regression target")
+        train = (x, csv_targets(labels, classes, path))
+        if not c.test_path:
+            return finish(c, seed, c.task, train, str(path))
+        test_path = resolve(c.test_path, base_dir)
+        tx, tlabels = read_csv(test_path, c.label_column, c.delimiter)
+        return finish(c, seed, c.task, train, str(path), (tx, csv_targets(tlabels, classes, test_path)), str(test_path))
+
+
+# -- idx --------------------------------------------------------------------
+@register_dataset("idx")
+class IdxDataset(Dataset):
+    class Config(LayoutConfig):
+        dataset: Literal["idx"] = Field("idx", description="MNIST-style IDX files (plain or .gz): images and labels.")
+        images: Path = Field(description="IDX file of the training images, (N, H, W) (uint8 is scaled to [0, 1]).")
+        labels: Path = Field(description="IDX file of the N training labels.")
+        test_images: Optional[Path] = Field(None, description="IDX file of the test images (optional).")
+        test_labels: Optional[Path] = Field(None, description="IDX file of the test labels (with test_images).")
+
+    def load(self, seed: int, *, progress: Progress = None, base_dir: Path | None = None) -> Splits:
+        c = self.config
+        if (c.test_images is None) != (c.test_labels is None):
+            raise DataError("idx data: set both test_images and test_labels, or neither")
+        train = self._read(c.images, c.labels, base_dir)
+        test = self._read(c.test_images, c.test_labels, base_dir) if c.test_images else None
+        return finish(c, seed, "classification", train, str(resolve(c.images, base_dir)), test,
+                      str(resolve(c.test_images, base_dir)) if c.test_images else "", transform=self._layout)
+
+    @staticmethod
+    def _read(images: Path, labels: Path, base_dir: Path | None) -> tuple[np.ndarray, np.ndarray]:
+        x, y = read_idx(resolve(images, base_dir)), read_idx(resolve(labels, base_dir))
+        if len(x) != len(y):
+            raise DataError(f"{resolve(labels, base_dir)}: {len(y)} labels for {len(x)} images in "
+                            f"{resolve(images, base_dir)}")
+        if not np.issubdtype(y.dtype, np.integer) or y.ndim != 1:
+            raise DataError(f"{resolve(labels, base_dir)}: labels must be integers, one per image; got {y.dtype}{y.shape}")
+        return (x / np.float32(255) if x.dtype == np.uint8 else x), y
+
+    def _layout(self, x: np.ndarray) -> np.ndarray:
+        if x.ndim != 3:
+            if self.config.as_sequence or self.config.flatten:
+                raise DataError(f"idx data: as_sequence / flatten need (N, H, W) images, not (N, {x.shape[1:]})")
+            return x
+        return layout(x, self.config)
