@@ -100,9 +100,11 @@ def make_loss(spec: str | dict[str, Any] | LossConfig) -> Loss:
     return cls(cls.Config(**spec))
 
 
-def _same_shape(name: str, pred: np.ndarray, target: np.ndarray) -> None:
+def _target_like(name: str, pred: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """The target in pred's dtype (so float64 labels never turn a float32 backward into float64)."""
     if pred.shape != target.shape:
         raise ValueError(f"{name}: target shape {target.shape} differs from prediction shape {pred.shape}")
+    return target.astype(pred.dtype, copy=False)
 
 
 # -- regression ----------------------------------------------------------------
@@ -115,7 +117,7 @@ class MSE(Loss):
         type: Literal["mse"] = "mse"
 
     def forward(self, pred, target):
-        _same_shape("mse", pred, target)
+        target = _target_like("mse", pred, target)
         self.diff = pred - target
         return float(np.vdot(self.diff, self.diff)) / self.diff.size
 
@@ -135,7 +137,7 @@ class MAE(Loss):
         type: Literal["mae"] = "mae"
 
     def forward(self, pred, target):
-        _same_shape("mae", pred, target)
+        target = _target_like("mae", pred, target)
         self.diff = pred - target
         return float(np.abs(self.diff).mean())
 
@@ -156,7 +158,7 @@ class Huber(Loss):
         delta: float = Field(1.0, gt=0, description="where the loss turns from quadratic to linear")
 
     def forward(self, pred, target):
-        _same_shape("huber", pred, target)
+        target = _target_like("huber", pred, target)
         d = self.config.delta
         self.diff = pred - target
         a = np.abs(self.diff)
@@ -273,9 +275,8 @@ class BinaryCrossEntropy(Loss):
         type: Literal["binary_cross_entropy"] = "binary_cross_entropy"
 
     def forward(self, pred, target):
-        _same_shape("binary_cross_entropy", pred, target)
-        self.x, self.y = pred, target
-        per = np.maximum(pred, 0) - pred * target + np.log1p(np.exp(-np.abs(pred)))
+        self.x, self.y = pred, _target_like("binary_cross_entropy", pred, target)
+        per = np.maximum(pred, 0) - pred * self.y + np.log1p(np.exp(-np.abs(pred)))
         return float(per.mean())
 
     def backward(self):

@@ -132,8 +132,9 @@ def test_huge_logits_stay_finite():
 
 def test_float32_in_float32_out(rng):
     logits = rng.standard_normal((4, 3)).astype(np.float32)
-    for name, target in [("cross_entropy", np.array([0, 1, 2, 0])), ("mse", logits * 0),
-                         ("binary_cross_entropy", np.ones((4, 3), np.float32))]:
+    for name, target in [("cross_entropy", np.array([0, 1, 2, 0])), ("cross_entropy", np.eye(3)[[0, 1, 2, 0]]),
+                         ("mse", np.zeros((4, 3))), ("mae", np.zeros((4, 3))), ("huber", np.zeros((4, 3))),
+                         ("binary_cross_entropy", np.ones((4, 3)))]:  # float64 targets
         loss = make_loss(name)
         loss.forward(logits, target)
         assert loss.backward().dtype == np.float32, name
