@@ -10,7 +10,7 @@ over every predicted position (rows of the last axis) for cross_entropy.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
 import numpy as np
@@ -42,7 +42,6 @@ class LossCase:
     pred_shape: tuple[int, ...]
     target: TargetKind
     note: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def sample(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         """A float64 ``pred`` and a matching target drawn from ``rng``."""
