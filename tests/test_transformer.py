@@ -8,6 +8,7 @@ from netcli.layers.attention import MultiheadAttention, attention_backward, atte
 from netcli.layers.base import ShapeError
 from netcli.layers.patches import ClassToken, MeanPool, PatchEmbed
 from netcli.layers.positional import LearnedPosition, SinusoidalPosition
+from netcli.layers.transformer import TransformerEncoder
 from netcli.registry import LAYERS
 
 
@@ -116,7 +117,7 @@ def assert_causal(layer, rng, shape):
     for t in range(1, shape[1] - 1):
         later, earlier = x.copy(), x.copy()
         later[:, t + 1:] += rng.standard_normal(later[:, t + 1:].shape)
-        earlier[:, t - 1] += 1.0
+        earlier[:, t - 1] += rng.standard_normal(earlier[:, t - 1].shape)
         np.testing.assert_array_equal(layer.forward(later, training=False)[:, : t + 1], y[:, : t + 1])
         changed = np.abs(layer.forward(earlier, training=False) - y).max(axis=-1)  # (N, T)
         assert np.all(changed[:, t - 1:] > 1e-6)  # every position from t-1 on sees the change
@@ -124,6 +125,30 @@ def assert_causal(layer, rng, shape):
 
 def test_causal_attention_only_sees_the_past(rng):
     assert_causal(mha(causal=True), rng, (2, 6, 4))
+
+
+@pytest.mark.parametrize("norm_first", [False, True])
+def test_causal_encoder_only_sees_the_past(rng, norm_first):
+    with B.dtype_scope("float64"):
+        encoder = TransformerEncoder(blocks=2, heads=2, ffn=8, causal=True, norm_first=norm_first)
+        encoder.setup((6, 4), np.random.default_rng(0))
+    assert_causal(encoder, rng, (2, 6, 4))
+
+
+def test_encoder_dropout_only_in_training(rng):
+    encoder = TransformerEncoder(heads=2, ffn=8, dropout=0.5)
+    encoder.setup((6, 4), np.random.default_rng(0))
+    x = rng.standard_normal((2, 6, 4)).astype(np.float32)
+    np.testing.assert_array_equal(encoder.forward(x, False), encoder.forward(x, False))
+    assert not np.allclose(encoder.forward(x, True), encoder.forward(x, False))
+    assert encoder.forward(x, True).dtype == np.float32
+
+
+def test_encoder_flops():
+    encoder = TransformerEncoder(blocks=3, heads=2, ffn=8)
+    encoder.setup((6, 4), np.random.default_rng(0))
+    attention = 2 * 6 * 4 * 4 * 4 + 4 * 6 * 6 * 4
+    assert encoder.flops() == 3 * (attention + 6 * 2 * (4 * 8 + 8 * 4))
 
 
 def test_separate_projections_equal_the_fused_one(rng):

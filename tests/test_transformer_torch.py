@@ -8,6 +8,7 @@ from netcli import backend as B  # noqa: E402
 from netcli.layers.attention import MultiheadAttention  # noqa: E402
 from netcli.layers.base import named_params  # noqa: E402
 from netcli.layers.patches import PatchEmbed  # noqa: E402
+from netcli.layers.transformer import TransformerEncoder  # noqa: E402
 
 TOL = dict(rtol=1e-6, atol=1e-8)
 N, T, D, H = 3, 5, 8, 2
@@ -35,13 +36,25 @@ def run_torch(module, x, R, *args, **kwargs):
     return y.detach().numpy(), xt.grad.numpy()
 
 
-def copy_mha(ours: MultiheadAttention, attn: "torch.nn.MultiheadAttention") -> dict[str, "torch.Tensor"]:
-    """Copy our weights into torch's; return our param name -> torch param (ours are transposed)."""
-    pairs = {"0.W": attn.in_proj_weight, "0.b": attn.in_proj_bias, "1.W": attn.out_proj.weight, "1.b": attn.out_proj.bias}
+def mha_pairs(ours: MultiheadAttention, attn, prefix: str = "") -> dict[str, "torch.Tensor"]:
+    """Our param name -> the torch parameter holding it (transposed, for weights)."""
+    return {f"{prefix}0.W": attn.in_proj_weight, f"{prefix}0.b": attn.in_proj_bias,
+            f"{prefix}1.W": attn.out_proj.weight, f"{prefix}1.b": attn.out_proj.bias}
+
+
+def block_pairs(i: int, layer: "torch.nn.TransformerEncoderLayer") -> dict[str, "torch.Tensor"]:
+    """Block i of a transformer_encoder; its sublayers: norm1, attn, drop1, norm2, ffn (dense, act, drop, dense, drop)."""
+    return {f"{i}.0.gamma": layer.norm1.weight, f"{i}.0.beta": layer.norm1.bias,
+            **mha_pairs(None, layer.self_attn, f"{i}.1."),
+            f"{i}.3.gamma": layer.norm2.weight, f"{i}.3.beta": layer.norm2.bias,
+            f"{i}.4.W": layer.linear1.weight, f"{i}.4.b": layer.linear1.bias,
+            f"{i}.7.W": layer.linear2.weight, f"{i}.7.b": layer.linear2.bias}
+
+
+def copy_params(ours, pairs: dict):
     with torch.no_grad():
         for name, p, _ in named_params(ours):
             pairs[name].copy_(t(p.T))
-    return pairs
 
 
 def assert_grads_match(ours: dict, theirs: dict):
@@ -62,7 +75,8 @@ def test_multihead_attention_matches_torch(causal, padded):
         y, dx, grads = run(ours, x, R)
 
     attn = torch.nn.MultiheadAttention(D, H, batch_first=True, dtype=torch.float64)
-    pairs = copy_mha(ours, attn)
+    pairs = mha_pairs(ours, attn)
+    copy_params(ours, pairs)
     mask = torch.triu(torch.ones(T, T, dtype=torch.bool), 1) if causal else None
     ty, tdx = run_torch(lambda z: attn(z, z, z, key_padding_mask=t(PAD) if padded else None, attn_mask=mask,
                                        need_weights=False), x, R)
@@ -91,3 +105,34 @@ def test_patch_embed_matches_torch_strided_conv(bias):
     np.testing.assert_allclose(grads["0.W"], conv.weight.grad.numpy().reshape(5, -1).T, **TOL)
     if bias:
         np.testing.assert_allclose(grads["0.b"], conv.bias.grad.numpy(), **TOL)
+
+
+@pytest.mark.parametrize("norm_first", [False, True])
+@pytest.mark.parametrize("activation", ["relu", "gelu"])
+@pytest.mark.parametrize("masked", [False, True])
+def test_transformer_encoder_matches_torch(norm_first, activation, masked):
+    """Two stacked blocks against two torch.nn.TransformerEncoderLayer(batch_first=True) in a row."""
+    rng = np.random.default_rng(0)
+    with B.dtype_scope("float64"):
+        ours = TransformerEncoder(blocks=2, heads=H, ffn=12, activation=activation, dropout=0.0,
+                                  norm_first=norm_first, causal=masked)
+        ours.setup((T, D), np.random.default_rng(1), {"key_padding_mask": PAD} if masked else {})
+        x, R = rng.standard_normal((N, T, D)), rng.standard_normal((N, T, D))
+        y, dx, grads = run(ours, x, R)
+
+    layers = [torch.nn.TransformerEncoderLayer(D, H, 12, dropout=0.0, activation=activation, batch_first=True,
+                                               norm_first=norm_first, dtype=torch.float64) for _ in range(2)]
+    pairs = {k: v for i, layer in enumerate(layers) for k, v in block_pairs(i, layer).items()}
+    copy_params(ours, pairs)
+    mask = torch.triu(torch.ones(T, T, dtype=torch.bool), 1) if masked else None
+    pad = t(PAD) if masked else None
+
+    def encoder(z):
+        for layer in layers:
+            z = layer(z, src_mask=mask, src_key_padding_mask=pad)
+        return z
+
+    ty, tdx = run_torch(encoder, x, R)
+    np.testing.assert_allclose(y, ty, **TOL)
+    np.testing.assert_allclose(dx, tdx, **TOL)
+    assert_grads_match(grads, pairs)
