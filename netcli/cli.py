@@ -157,6 +157,35 @@ def summary(target: Path = typer.Argument(..., help="experiment YAML file or run
     out.print(table)
 
 
+@app.command()
+@user_errors
+def sample(run: Path = typer.Argument(..., help="a VAE, DDPM or autoencoder run directory"),
+           n: int = typer.Option(64, "-n", min=1, help="number of samples"),
+           seed: int = typer.Option(0, "--seed", help="seed of the sampling noise"),
+           steps: Optional[int] = typer.Option(None, "--steps", min=1, help="DDPM: DDIM sampling with this many steps"),
+           out_path: Optional[Path] = typer.Option(None, "--out", help="PNG path (default: the run's samples/)"),
+           interpolate: bool = typer.Option(False, "--interpolate", help="VAE: interpolate between two test images")):
+    """Generate samples (prior samples, reconstructions or interpolations) as a PNG grid and a .npy."""
+    from .sample import sample_run
+
+    with _step_progress("sampling") as progress:
+        result = sample_run(run, n=n, seed=seed, steps=steps, out=out_path, interpolate=interpolate,
+                            progress=progress)
+    out.print(f"wrote {result['png']} and {result['npy']}")
+
+
+@app.command()
+@user_errors
+def bench(config: Path = typer.Argument(..., help="experiment YAML file"),
+          set_: List[str] = typer.Option([], "--set", help=SET_HELP),
+          repeats: int = typer.Option(10, "--repeats", min=1, help="timed repeats per layer (median)")):
+    """Per-layer forward/backward time, FLOPs, GFLOP/s and memory of a config's model."""
+    from .bench import bench_config
+
+    table = bench_config(config, set_, repeats=repeats)
+    out.print(table)
+
+
 # -- data ---------------------------------------------------------------------------------
 
 
@@ -206,6 +235,28 @@ class _byte_progress:
         if description not in self.tasks:
             self.tasks[description] = self.bar.add_task(description, total=total or None)
         self.bar.update(self.tasks[description], completed=done, total=total or None)
+
+    def __exit__(self, *exc):
+        return self.bar.__exit__(*exc)
+
+
+class _step_progress:
+    """A rich progress bar fed by a (done, total) callback, e.g. DDPM sampling steps."""
+
+    def __init__(self, description: str):
+        self.description = description
+
+    def __enter__(self):
+        self.bar = Progress(TextColumn(self.description), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                            console=err, transient=True, disable=not err.is_terminal)
+        self.bar.__enter__()
+        self.task = None
+        return self
+
+    def __call__(self, done: int, total: int) -> None:
+        if self.task is None:
+            self.task = self.bar.add_task(self.description, total=total)
+        self.bar.update(self.task, completed=done, total=total)
 
     def __exit__(self, *exc):
         return self.bar.__exit__(*exc)

@@ -90,7 +90,15 @@ def load_config(path: str | Path, overrides: list[str] = ()) -> ExperimentConfig
     raw, lines = parse_yaml(text, str(path))
     for item in overrides:
         apply_override(raw, item, lines)
-    return validate(raw, str(path), lines)
+    return absolute_paths(validate(raw, str(path), lines), path.parent)
+
+
+def absolute_paths(cfg: ExperimentConfig, base_dir: Path) -> ExperimentConfig:
+    """Data file paths are relative to the config file; the resolved config keeps them absolute."""
+    for name, value in cfg.data:
+        if isinstance(value, Path) and not value.is_absolute():
+            setattr(cfg.data, name, (base_dir / value.expanduser()).resolve())
+    return cfg
 
 
 def config_from_dict(raw: dict, source: str = "<config>") -> ExperimentConfig:
@@ -191,7 +199,7 @@ def format_error(err: dict, source: str, lines: dict) -> str:
     where = _where(source, lines, loc)
     kind, ctx = err["type"], err.get("ctx", {})
     if kind == "extra_forbidden":
-        valid = _fields_at(loc[:-1])
+        valid = _fields_at(err["loc"][:-1])
         hint = _did_you_mean(str(loc[-1]), valid)
         msg = f"unknown key '{loc[-1]}'{hint}" + (f"; valid keys: {', '.join(valid)}" if valid and not hint else "")
     elif kind == "union_tag_invalid":
@@ -208,7 +216,9 @@ def format_error(err: dict, source: str, lines: dict) -> str:
         msg = err["msg"]
         if "input" in err and not isinstance(err["input"], (dict, list)):
             msg += f" (got {err['input']!r})"
-    return f"{where}: {_dotted(loc)}: {msg}" if loc else f"{where}: {msg}"
+    if not loc or where == f"--set {_dotted(loc)}":
+        return f"{where}: {msg}"
+    return f"{where}: {_dotted(loc)}: {msg}"
 
 
 _KIND_OF = {"data": "dataset", "model": "model type", "loss": "loss", "optimizer": "optimizer",
@@ -239,13 +249,14 @@ def _did_you_mean(name: str, valid: list[str]) -> str:
 def _strip_tags(loc: tuple) -> tuple:
     out, cls = [], ExperimentConfig
     for part in loc:
+        if isinstance(part, int):  # a list index
+            out.append(part)
+            continue
         if isinstance(cls, dict):  # a union: this part is its tag
             cls = cls.get(part)
-            if isinstance(part, str) and cls is not None:
+            if cls is not None:
                 continue
         out.append(part)
-        if isinstance(part, int):
-            continue
         cls = _model_of(cls.model_fields[part].annotation) if _is_model(cls) and part in cls.model_fields else None
     return tuple(out)
 
@@ -255,8 +266,9 @@ def _fields_at(loc: tuple) -> list[str]:
     for part in loc:
         if isinstance(part, int):
             continue
-        if isinstance(cls, dict):
+        if isinstance(cls, dict):  # a union: this part is its tag
             cls = cls.get(part)
+            continue
         if not _is_model(cls) or part not in cls.model_fields:
             return []
         cls = _model_of(cls.model_fields[part].annotation)
