@@ -1,0 +1,356 @@
+"""Denoisers for diffusion models: layers conditioned on the timestep ``ctx["t"]``.
+
+The DDPM model writes the integer timesteps of a batch into the shared context
+(``ctx["t"]``, shape (N,)) before each forward pass. Every time-conditioned
+layer turns them into a fixed sinusoidal embedding (nothing learned) and
+learns its own projection of it:
+
+    emb = [sin(t * f_k), cos(t * f_k)],  f_k = 10000^(-k / (E/2)),  k < E/2     # (N, E)
+
+- ``time_mlp_denoiser``: an MLP on flat inputs; each hidden layer adds a
+  projection of the embedding before its activation.
+- ``time_res_block``: a residual block of two 3x3 convolutions with the
+  projected embedding added per channel between them (pre-activation, no norm).
+- ``unet``: a small U-Net of ``time_res_block``s: stride-2 convolutions down,
+  nearest-neighbour upsampling up, each level's output concatenated onto the
+  way up (skip connections).
+
+They are built from the registry's conv2d, dense and activation layers, which
+do the math of their forward and backward passes.
+"""
+from __future__ import annotations
+
+import math
+from typing import Annotated, Literal
+
+import numpy as np
+from pydantic import AfterValidator, Field, field_validator
+
+from .. import backend as B
+from ..registry import LAYERS
+from .base import GradCase, Layer, LayerConfig, ShapeError, register_layer
+from .conv import Conv2D
+from .dense import Dense
+
+Activation = Literal["relu", "leaky_relu", "gelu", "tanh"]
+
+
+def timestep_embedding(t: np.ndarray, dim: int, max_period: float = 10000.0) -> np.ndarray:
+    """(N,) integer timesteps -> (N, dim) sinusoids, sines in the first half and cosines in the second."""
+    half = dim // 2
+    freqs = np.exp(-math.log(max_period) * np.arange(half) / half)  # (E/2,) from 1 down to ~1/max_period
+    angles = np.asarray(t, dtype=np.float64)[:, None] * freqs  # (N, E/2)
+    return B.asarray(np.concatenate([np.sin(angles), np.cos(angles)], axis=1))  # (N, E)
+
+
+def upsample2x(x: np.ndarray) -> np.ndarray:
+    """Nearest-neighbour upsampling (N, C, H, W) -> (N, C, 2H, 2W)."""
+    return x.repeat(2, axis=2).repeat(2, axis=3)
+
+
+def upsample2x_backward(dy: np.ndarray) -> np.ndarray:
+    """Each input pixel fed a 2x2 block of outputs: sum their gradients. (N, C, 2H, 2W) -> (N, C, H, W)."""
+    n, c, h2, w2 = dy.shape
+    return dy.reshape(n, c, h2 // 2, 2, w2 // 2, 2).sum(axis=(3, 5))
+
+
+def activation(name: str) -> Layer:
+    cls = LAYERS.get(name)
+    return cls(cls.Config(type=name))
+
+
+def conv(filters: int, kernel: int, stride: int = 1, init: str = "auto", next_layer: str | None = None) -> Conv2D:
+    layer = Conv2D(Conv2D.Config(filters=filters, kernel=kernel, stride=stride, padding=kernel // 2, init=init))
+    layer.next_layer = next_layer
+    return layer
+
+
+def _even(v: int) -> int:
+    if v % 2:
+        raise ValueError("must be even (half sines, half cosines)")
+    return v
+
+
+EvenInt = Annotated[int, AfterValidator(_even)]
+
+
+class TimeConditioned(Layer):
+    """A layer that reads the timesteps ``ctx["t"]`` of its batch."""
+
+    def time_embedding(self, n: int) -> np.ndarray:
+        t = self.ctx.get("t")
+        if t is None:
+            raise RuntimeError(f"{self.type_name} needs the diffusion timestep in ctx['t'] (use it in a ddpm model)")
+        if len(t) != n:
+            raise RuntimeError(f"{self.type_name}: ctx['t'] holds {len(t)} timesteps for a batch of {n}")
+        return timestep_embedding(t, self.config.time_dim)  # (N, E)
+
+
+@register_layer("time_mlp_denoiser")
+class TimeMLPDenoiser(TimeConditioned):
+    """(N, D) -> (N, D): h_i = act(h_{i-1} W_i + emb T_i + b_i), output h_L W_out + b_out."""
+
+    class Config(LayerConfig):
+        type: Literal["time_mlp_denoiser"] = "time_mlp_denoiser"
+        units: list[int] = Field([512, 512], min_length=1, description="widths of the hidden layers")
+        time_dim: EvenInt = Field(64, gt=0, description="size of the sinusoidal timestep embedding (even)")
+        activation: Activation = Field("relu", description="activation after each hidden layer")
+
+        @field_validator("units")
+        @classmethod
+        def _positive(cls, units):
+            if any(u <= 0 for u in units):
+                raise ValueError("every hidden width must be > 0")
+            return units
+
+    def build(self, in_shape):
+        if len(in_shape) != 1:
+            raise ShapeError(f"time_mlp_denoiser needs flat (D,) inputs, got {in_shape} (use data flatten: true)")
+        cfg = self.config
+        self.hidden, self.time_proj, self.acts = [], [], []
+        width = in_shape[0]
+        for units in cfg.units:
+            dense = Dense(Dense.Config(units=units))
+            dense.next_layer = cfg.activation
+            dense.setup((width,), self.rng, self.ctx)
+            proj = Dense(Dense.Config(units=units, bias=False))
+            proj.setup((cfg.time_dim,), self.rng, self.ctx)
+            act = activation(cfg.activation)
+            act.setup((units,), self.rng, self.ctx)
+            self.hidden.append(dense)
+            self.time_proj.append(proj)
+            self.acts.append(act)
+            width = units
+        self.out = Dense(Dense.Config(units=in_shape[0]))
+        self.out.setup((width,), self.rng, self.ctx)
+        return in_shape
+
+    def forward(self, x, training):
+        emb = self.time_embedding(len(x))  # (N, E)
+        h = x  # (N, D)
+        for dense, proj, act in zip(self.hidden, self.time_proj, self.acts):
+            h = act.forward(dense.forward(h, training) + proj.forward(emb, training), training)  # (N, U)
+        return self.out.forward(h, training)  # (N, D)
+
+    def backward(self, dy):
+        dh = self.out.backward(dy)
+        for dense, proj, act in zip(reversed(self.hidden), reversed(self.time_proj), reversed(self.acts)):
+            dz = act.backward(dh)
+            proj.backward(dz)  # the embedding is fixed: its gradient is not needed
+            dh = dense.backward(dz)
+        return dh
+
+    def sublayers(self):
+        return [*self.hidden, *self.time_proj, *self.acts, self.out]
+
+    def flops(self):
+        return sum(layer.flops() for layer in self.sublayers())
+
+    @classmethod
+    def grad_cases(cls):
+        t = {"ctx": {"t": np.array([0, 7, 999])}}
+        return [
+            GradCase({"units": [6], "time_dim": 4}, (5,), extra=t),
+            GradCase({"units": [5, 4], "time_dim": 8, "activation": "gelu"}, (3,), extra=t),
+        ]
+
+
+@register_layer("time_res_block")
+class TimeResBlock(TimeConditioned):
+    """(N, C, H, W) -> (N, F, H, W): y = skip(x) + conv2(act(conv1(act(x)) + emb T + b_t)).
+
+    skip is the identity when C == F, else a 1x1 convolution.
+    """
+
+    class Config(LayerConfig):
+        type: Literal["time_res_block"] = "time_res_block"
+        filters: int = Field(gt=0, description="output channels")
+        time_dim: EvenInt = Field(32, gt=0, description="size of the sinusoidal timestep embedding (even)")
+        activation: Activation = Field("relu", description="activation before each convolution")
+        zero_init: bool = Field(True, description="start the second convolution at zero, so that the block "
+                                                  "begins as its skip path (as in DDPM)")
+
+    def build(self, in_shape):
+        if len(in_shape) != 3:
+            raise ShapeError(f"time_res_block needs (C, H, W) inputs, got {in_shape}")
+        cfg = self.config
+        c, h, w = in_shape
+        f = cfg.filters
+        self.act1, self.act2 = activation(cfg.activation), activation(cfg.activation)
+        self.conv1 = conv(f, 3, next_layer=cfg.activation)
+        self.conv2 = conv(f, 3, init="zeros" if cfg.zero_init else "auto")
+        self.time_proj = Dense(Dense.Config(units=f))
+        self.skip = conv(f, 1) if c != f else None
+        self.act1.setup(in_shape, self.rng, self.ctx)
+        self.conv1.setup(in_shape, self.rng, self.ctx)
+        self.time_proj.setup((cfg.time_dim,), self.rng, self.ctx)
+        self.act2.setup((f, h, w), self.rng, self.ctx)
+        self.conv2.setup((f, h, w), self.rng, self.ctx)
+        if self.skip is not None:
+            self.skip.setup(in_shape, self.rng, self.ctx)
+        return f, h, w
+
+    def forward(self, x, training):
+        emb = self.time_embedding(len(x))  # (N, E)
+        h = self.conv1.forward(self.act1.forward(x, training), training)  # (N, F, H, W)
+        h = h + self.time_proj.forward(emb, training)[:, :, None, None]  # one shift per sample and channel
+        h = self.conv2.forward(self.act2.forward(h, training), training)  # (N, F, H, W)
+        return h + (x if self.skip is None else self.skip.forward(x, training))
+
+    def backward(self, dy):
+        dh = self.act2.backward(self.conv2.backward(dy))  # (N, F, H, W)
+        self.time_proj.backward(dh.sum(axis=(2, 3)))  # (N, F); the fixed embedding needs no gradient
+        dx = self.act1.backward(self.conv1.backward(dh))  # (N, C, H, W)
+        return dx + (dy if self.skip is None else self.skip.backward(dy))
+
+    def sublayers(self):
+        return [self.act1, self.conv1, self.time_proj, self.act2, self.conv2] + ([self.skip] if self.skip else [])
+
+    def flops(self):
+        return sum(layer.flops() for layer in self.sublayers())
+
+    @classmethod
+    def grad_cases(cls):
+        t = {"ctx": {"t": np.array([0, 500])}}
+        return [
+            GradCase({"filters": 3, "time_dim": 4, "zero_init": False}, (2, 4, 5), batch=2, extra=t,
+                     note="1x1 conv on the skip path"),
+            GradCase({"filters": 2, "time_dim": 6, "zero_init": False, "activation": "gelu"}, (2, 3, 3),
+                     batch=2, extra=t, note="identity skip"),
+            GradCase({"filters": 2, "time_dim": 4}, (2, 3, 3), batch=2, extra=t, note="zero-initialised conv2"),
+        ]
+
+
+@register_layer("unet")
+class UNet(Layer):
+    """A U-Net over (C, H, W) images predicting a (out_channels, H, W) map, conditioned on ctx["t"].
+
+        stem 3x3 conv -> per level: blocks x time_res_block, keep the output, stride-2 conv (not after the last)
+        -> mid_blocks x time_res_block
+        -> per level, deepest first: upsample 2x (not at the deepest), concatenate the kept output,
+           blocks x time_res_block
+        -> act -> 3x3 conv
+    """
+
+    class Config(LayerConfig):
+        type: Literal["unet"] = "unet"
+        base_channels: int = Field(16, gt=0, description="channels of the first level")
+        channel_mults: list[int] = Field([1, 2, 4], min_length=1,
+                                         description="channels of each level as multiples of base_channels; "
+                                                     "each level after the first halves H and W")
+        blocks: int = Field(1, gt=0, description="residual blocks per level, on the way down and on the way up")
+        mid_blocks: int = Field(1, ge=0, description="residual blocks at the lowest resolution")
+        time_dim: EvenInt = Field(32, gt=0, description="size of the sinusoidal timestep embedding (even)")
+        activation: Activation = Field("relu", description="activation of the residual blocks and the output")
+        out_channels: int | None = Field(None, gt=0, description="output channels; default: the input's")
+        zero_init: bool = Field(True, description="start the last conv of every block and the output conv at zero")
+
+        @field_validator("channel_mults")
+        @classmethod
+        def _positive(cls, mults):
+            if any(m <= 0 for m in mults):
+                raise ValueError("every channel multiplier must be > 0")
+            return mults
+
+    def build(self, in_shape):
+        if len(in_shape) != 3:
+            raise ShapeError(f"unet needs (C, H, W) inputs, got {in_shape}")
+        cfg = self.config
+        c, h, w = in_shape
+        levels = len(cfg.channel_mults)
+        scale = 2 ** (levels - 1)
+        if h % scale or w % scale:
+            raise ShapeError(f"unet with {levels} levels needs H and W divisible by {scale}, got {h}x{w}")
+
+        def block(filters):
+            return TimeResBlock(TimeResBlock.Config(filters=filters, time_dim=cfg.time_dim,
+                                                    activation=cfg.activation, zero_init=cfg.zero_init))
+
+        def setup(layer, shape):
+            return layer.setup(shape, self.rng, self.ctx)
+
+        self.stem = conv(cfg.base_channels, 3)
+        shape = setup(self.stem, in_shape)
+        self.down, self.downsample, kept = [], [], []
+        for level, mult in enumerate(cfg.channel_mults):
+            blocks = [block(cfg.base_channels * mult) for _ in range(cfg.blocks)]
+            for b in blocks:
+                shape = setup(b, shape)
+            self.down.append(blocks)
+            kept.append(shape)
+            if level < levels - 1:
+                self.downsample.append(conv(shape[0], 3, stride=2))
+                shape = setup(self.downsample[-1], shape)
+        self.mid = [block(shape[0]) for _ in range(cfg.mid_blocks)]
+        for b in self.mid:
+            shape = setup(b, shape)
+        self.up, self.split = [None] * levels, [0] * levels
+        for level in reversed(range(levels)):
+            if level < levels - 1:
+                shape = (shape[0], 2 * shape[1], 2 * shape[2])
+            self.split[level] = shape[0]  # channels coming from below; the kept ones follow
+            shape = (shape[0] + kept[level][0], *shape[1:])
+            self.up[level] = [block(cfg.base_channels * cfg.channel_mults[level]) for _ in range(cfg.blocks)]
+            for b in self.up[level]:
+                shape = setup(b, shape)
+        self.out_act = activation(cfg.activation)
+        setup(self.out_act, shape)
+        self.out_conv = conv(cfg.out_channels or c, 3, init="zeros" if cfg.zero_init else "auto")
+        return setup(self.out_conv, shape)
+
+    def forward(self, x, training):
+        h = self.stem.forward(x, training)  # (N, base, H, W)
+        kept = []
+        for level, blocks in enumerate(self.down):
+            for b in blocks:
+                h = b.forward(h, training)
+            kept.append(h)
+            if level < len(self.downsample):
+                h = self.downsample[level].forward(h, training)  # (N, C, H/2, W/2)
+        for b in self.mid:
+            h = b.forward(h, training)
+        for level in reversed(range(len(self.up))):
+            if level < len(self.downsample):
+                h = upsample2x(h)
+            h = np.concatenate([h, kept[level]], axis=1)  # (N, C_below + C_level, H_l, W_l)
+            for b in self.up[level]:
+                h = b.forward(h, training)
+        return self.out_conv.forward(self.out_act.forward(h, training), training)
+
+    def backward(self, dy):
+        dh = self.out_act.backward(self.out_conv.backward(dy))
+        dkept = [None] * len(self.up)
+        for level in range(len(self.up)):
+            for b in reversed(self.up[level]):
+                dh = b.backward(dh)
+            dh, dkept[level] = dh[:, :self.split[level]], dh[:, self.split[level]:]
+            if level < len(self.downsample):
+                dh = upsample2x_backward(dh)
+        for b in reversed(self.mid):
+            dh = b.backward(dh)
+        for level in reversed(range(len(self.down))):
+            if level < len(self.downsample):
+                dh = self.downsample[level].backward(dh)
+            dh = dh + dkept[level]
+            for b in reversed(self.down[level]):
+                dh = b.backward(dh)
+        return self.stem.backward(dh)
+
+    def sublayers(self):
+        down = [layer for level, blocks in enumerate(self.down)
+                for layer in blocks + self.downsample[level:level + 1]]
+        up = [b for level in reversed(range(len(self.up))) for b in self.up[level]]
+        return [self.stem, *down, *self.mid, *up, self.out_act, self.out_conv]
+
+    def flops(self):
+        return sum(layer.flops() for layer in self.sublayers())
+
+    @classmethod
+    def grad_cases(cls):
+        t = {"ctx": {"t": np.array([3, 250])}}
+        return [
+            GradCase({"base_channels": 1, "channel_mults": [1, 2, 1], "time_dim": 2, "out_channels": 2,
+                      "zero_init": False, "activation": "tanh"}, (1, 4, 4), batch=2, extra=t),
+            GradCase({"base_channels": 1, "channel_mults": [1, 2], "blocks": 2, "mid_blocks": 0, "time_dim": 2,
+                      "zero_init": False}, (1, 2, 2), batch=2, extra=t, note="two blocks per level, no middle"),
+        ]
