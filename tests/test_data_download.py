@@ -14,8 +14,9 @@ from netcli.data import DataError, cache, fetch, list_cached, load_data, parse_d
 from netcli.data import mnist as mnist_module
 from netcli.data.download import DownloadError, download, download_from_mirrors
 from netcli.data.idx import encode_idx, parse_idx, read_idx
-from netcli.data.mnist import IDX_FILES, MNIST
+from netcli.data.mnist import IDX_FILES, MNIST, FashionMNIST
 
+FASHION_DEBIAN = FashionMNIST.DEBIAN_DIR
 DEAD = "http://127.0.0.1:9/"  # the discard port: nothing listens, connections are refused at once
 
 
@@ -229,3 +230,36 @@ def test_unfixable_corrupt_cache_ends_in_a_clear_error(data_home, monkeypatch, r
         warnings.simplefilter("always")
         MNIST.arrays()
     assert "unreadable" in str(caught[0].message)
+
+
+# -- Fashion-MNIST from Debian's package ---------------------------------------------
+def test_fashion_mnist_from_the_debian_directory(data_home, monkeypatch, tmp_path, rng):
+    arrays = small_mnist(rng)
+    debian = tmp_path / "fashion-mnist"
+    debian.mkdir()
+    for key, name in IDX_FILES.items():
+        (debian / name).write_bytes(gzip.compress(encode_idx(arrays[key])))
+    monkeypatch.setattr(FashionMNIST, "DEBIAN_DIR", debian)
+    monkeypatch.setattr(FashionMNIST, "MIRRORS", [DEAD])
+    monkeypatch.delitem(cache.REFERENCE_SHA256, "fashion_mnist")
+    s = load_data(parse_data_config({"dataset": "fashion_mnist", "flatten": True, "normalize": "standard"}), 0)
+    expected = (arrays["test_x"].reshape(10, 784) / np.float32(255) - np.float32(0.2860)) / np.float32(0.3530)
+    np.testing.assert_allclose(s.test_x, expected, rtol=1e-6)
+    assert fetch("fashion_mnist")["source"] == "debian:dataset-fashion-mnist"
+
+
+def test_fashion_mnist_missing_package_says_apt_get(data_home, monkeypatch, tmp_path):
+    monkeypatch.setattr(FashionMNIST, "DEBIAN_DIR", tmp_path / "absent")
+    monkeypatch.setattr(FashionMNIST, "MIRRORS", [DEAD])
+    with pytest.raises(DataError, match="apt-get install dataset-fashion-mnist"):
+        fetch("fashion_mnist")
+
+
+@pytest.mark.skipif(not FASHION_DEBIAN.is_dir(), reason="dataset-fashion-mnist is not installed")
+def test_real_fashion_mnist_matches_the_reference(tmp_path, monkeypatch):
+    monkeypatch.setenv("NETCLI_DATA", str(tmp_path))
+    info = fetch("fashion_mnist")  # write_cache refuses contents that differ from REFERENCE_SHA256
+    assert info["sha256"] == cache.REFERENCE_SHA256["fashion_mnist"]
+    s = load_data(parse_data_config({"dataset": "fashion_mnist", "val_fraction": 0}), 0)
+    assert s.train_x.shape == (60000, 1, 28, 28) and s.test_x.shape == (10000, 1, 28, 28)
+    assert np.bincount(s.train_y).tolist() == [6000] * 10 and np.bincount(s.test_y).tolist() == [1000] * 10

@@ -70,5 +70,5 @@ def download_from_mirrors(files: dict[str, str], mirrors: list[str], dest_dir: P
                 if not e.reachable:
                     dead.add(base)
         else:
-            raise DownloadError(f"no mirror served {name}: " + "; ".join(failures), reachable=False)
+            raise DownloadError(f"no mirror served {name}: " + ("; ".join(failures) or "none listed"))
     return paths

@@ -217,12 +217,12 @@ class IdxDataset(Dataset):
 
     @staticmethod
     def _read(images: Path, labels: Path, base_dir: Path | None) -> tuple[np.ndarray, np.ndarray]:
-        x, y = read_idx(resolve(images, base_dir)), read_idx(resolve(labels, base_dir))
+        images, labels = resolve(images, base_dir), resolve(labels, base_dir)
+        x, y = read_idx(images), read_idx(labels)
         if len(x) != len(y):
-            raise DataError(f"{resolve(labels, base_dir)}: {len(y)} labels for {len(x)} images in "
-                            f"{resolve(images, base_dir)}")
+            raise DataError(f"{labels}: {len(y)} labels for {len(x)} images in {images}")
         if not np.issubdtype(y.dtype, np.integer) or y.ndim != 1:
-            raise DataError(f"{resolve(labels, base_dir)}: labels must be integers, one per image; got {y.dtype}{y.shape}")
+            raise DataError(f"{labels}: labels must be integers, one per image; got {y.dtype}{y.shape}")
         return (x / np.float32(255) if x.dtype == np.uint8 else x), y
 
     def _layout(self, x: np.ndarray) -> np.ndarray:

@@ -94,7 +94,8 @@ class MNISTLike(Dataset):
 
     @classmethod
     def sources(cls) -> list[tuple[str, Callable[[Progress], dict[str, np.ndarray]]]]:
-        return [("mirrors", cls.from_mirrors)]
+        """(label, function returning the uint8 arrays) for each place the data can come from, in order."""
+        raise NotImplementedError
 
     @classmethod
     def from_mirrors(cls, progress: Progress = None) -> dict[str, np.ndarray]:

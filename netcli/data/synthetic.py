@@ -38,7 +38,7 @@ class SineDataset(Dataset):
     """
 
     class Config(DataConfig):
-        dataset: Literal["sine"] = Field("sine", description="Noisy sums of sines; predict the next values (regression).")
+        dataset: Literal["sine"] = Field("sine", description="Noisy sums of sines; predict the next values.")
         seq_len: int = Field(32, gt=0, description="Input window length T; x is (N, T, 1).")
         horizon: int = Field(1, gt=0, description="How many next values to predict; y is (N, horizon).")
         series: int = Field(64, gt=0, description="Number of training series.")
