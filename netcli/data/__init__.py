@@ -2,17 +2,21 @@
 
 The API the rest of netcli uses:
 
-    from netcli.data import DataConfig, DataError, Splits, load_data, fetch, list_cached, data_config_type
+    from netcli.data import DataConfig, DataError, Splits, data_config_type, parse_data_config
+    from netcli.data import fetch, list_cached, load_data
 
     config = parse_data_config({"dataset": "mnist", "batch_size": 64, "flatten": True})
     splits = load_data(config, seed=0, progress=None, base_dir=None)  # -> Splits
     fetch("mnist", progress=None)   # -> {name, path, size, sha256, source}   (`netcli data fetch NAME`)
+                                    #    already cached and verified: no download, source as recorded;
+                                    #    DataError for datasets that are files or generated;
+                                    #    netcli.registry.UnknownNameError (a KeyError) for unknown names
     list_cached()                   # -> [{name, path, size, verified}, ...]   (`netcli data ls`)
 
 - Every dataset is a class in ``netcli.registry.DATASETS`` with a nested pydantic ``Config`` that
   subclasses ``DataConfig`` (extra="forbid") and is told apart by ``dataset: Literal[name]``.
   ``data_config_type()`` is the discriminated union of them all, for the experiment file's ``data:``.
-  Common fields: batch_size (64), val_fraction (0.1), limit (None: first N train, N//5 test samples),
+  Common fields: batch_size (64), val_fraction (0.1), limit (None; N: first N train, N//5 (>= 1) test samples),
   shuffle (True; for the trainer's epochs, this package does not shuffle).
 - ``Splits``: train_x, train_y, val_x, val_y, test_x, test_y (numpy; test None when there is no test
   split; val arrays have length 0 when val_fraction is 0), task ("classification" | "regression"),

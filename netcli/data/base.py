@@ -29,7 +29,7 @@ class DataConfig(BaseModel):
     val_fraction: float = Field(
         0.1, ge=0, lt=1, description="Fraction of the training set held out for validation (a seeded permutation).")
     limit: Optional[int] = Field(
-        None, gt=0, description="Use only the first N training samples and N//5 test samples (for tiny test runs).")
+        None, gt=0, description="Use only the first N training and N//5 (at least 1) test samples (for tiny runs).")
     shuffle: bool = Field(True, description="Reshuffle the training samples every epoch.")
 
 
