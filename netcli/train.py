@@ -74,7 +74,10 @@ def build_experiment(cfg: ExperimentConfig, base_dir: Path | None = None, progre
     total = steps_per_epoch * cfg.train.epochs
     if cfg.train.max_steps:
         total = min(total, cfg.train.max_steps)
-    schedule = make_schedule(cfg.schedule, cfg.optimizer.lr, total)
+    try:
+        schedule = make_schedule(cfg.schedule, cfg.optimizer.lr, total)
+    except ValueError as e:  # e.g. more warmup steps than the run has
+        raise ConfigError([f"{locate(source, ('schedule',)) if source else '<config>'}: schedule: {e}"]) from None
     return Experiment(cfg, splits, model, optimizer, schedule, steps_per_epoch, total)
 
 
