@@ -70,7 +70,7 @@ def test_attention_gradients(rng, mask, dropout):
 
 def test_attention_dropout_zeroes_and_rescales_probabilities(rng):
     q, k, v = qkv(rng, (4, 4, 16, 8))
-    _, (_, _, _, p, drop, pd, _) = attention_forward(q, k, v, dropout=0.25, rng=np.random.default_rng(0))
+    _, (_, _, _, p, drop, pd) = attention_forward(q, k, v, dropout=0.25, rng=np.random.default_rng(0))
     assert abs((drop == 0).mean() - 0.25) < 0.03
     np.testing.assert_allclose(pd[drop > 0], p[drop > 0] / 0.75)
     assert np.all(pd[drop == 0] == 0)

@@ -38,24 +38,25 @@ def softmax_(s: np.ndarray, masked: bool) -> np.ndarray:
         m[m == -np.inf] = 0  # a fully masked row: keep exp(-inf - m) = 0, not NaN
     s -= m
     np.exp(s, out=s)
-    total = s.sum(axis=-1, keepdims=True)
+    # row sums as a product with a column of ones: a BLAS call instead of numpy's slow short-axis reduce
+    total = np.matmul(s, np.ones((s.shape[-1], 1), dtype=s.dtype))  # (..., 1)
     if masked:
         total[total == 0] = 1  # the fully masked rows stay all zeros
     s /= total
     return s
 
 
-def attention_forward(q, k, v, mask=None, dropout: float = 0.0, rng: np.random.Generator | None = None):
+def attention_forward(q, k, v, mask=None, dropout: float = 0.0, rng: np.random.Generator | None = None,
+                      out: np.ndarray | None = None):
     """softmax(q k^T / sqrt(dh) + mask) v over the last two axes; returns (out, cache).
 
     q (..., Tq, dh), k (..., Tk, dh), v (..., Tk, dv). ``mask`` broadcasts to
     (..., Tq, Tk): boolean (True = blocked) or float, added to the scores.
     ``dropout`` zeroes probabilities with that rate (mask drawn from ``rng``)
-    and scales the rest by 1 / (1 - rate).
+    and scales the rest by 1 / (1 - rate). ``out``: where to write the result.
     """
-    scale = 1 / math.sqrt(q.shape[-1])
-    s = np.matmul(q, k.swapaxes(-1, -2))  # (..., Tq, Tk)
-    s *= scale
+    qs = q * q.dtype.type(1 / math.sqrt(q.shape[-1]))  # (..., Tq, dh) scaled here: smaller than the scores
+    s = np.matmul(qs, k.swapaxes(-1, -2))  # (..., Tq, Tk)
     if mask is not None:
         s += additive_mask(mask, s.dtype) if mask.dtype == bool else mask
     p = softmax_(s, masked=mask is not None)  # (..., Tq, Tk)
@@ -65,23 +66,27 @@ def attention_forward(q, k, v, mask=None, dropout: float = 0.0, rng: np.random.G
         pd = p * drop  # (..., Tq, Tk) the probabilities actually used
     else:
         pd = p
-    out = np.matmul(pd, v)  # (..., Tq, dv)
-    return out, (q, k, v, p, drop, pd, scale)
+    out = np.matmul(pd, v, out=out)  # (..., Tq, dv)
+    return out, (qs, k, v, p, drop, pd)
 
 
-def attention_backward(dout, cache):
-    """Gradients (dq, dk, dv) of ``attention_forward`` given dL/dout (..., Tq, dv)."""
-    q, k, v, p, drop, pd, scale = cache
-    dv = np.matmul(pd.swapaxes(-1, -2), dout)  # (..., Tk, dv)
-    dp = np.matmul(dout, v.swapaxes(-1, -2))  # (..., Tq, Tk) dL/d(dropped P)
+def attention_backward(dout, cache, out: tuple | None = None):
+    """Gradients (dq, dk, dv) of ``attention_forward`` given dL/dout (..., Tq, dv).
+
+    ``out``: three arrays to write dq, dk, dv into.
+    """
+    qs, k, v, p, drop, pd = cache
+    dq, dk, dv = out or (None, None, None)
+    dv = np.matmul(pd.swapaxes(-1, -2), dout, out=dv)  # (..., Tk, dv)
+    ds = np.matmul(dout, v.swapaxes(-1, -2))  # (..., Tq, Tk) dL/d(dropped P)
     if drop is not None:
-        dp *= drop  # dL/dP
-    # softmax backward without its Jacobian: dS = P * (dP - sum_k P dP)
-    dp -= (p * dp).sum(axis=-1, keepdims=True)
-    dp *= p
-    dp *= scale  # dL/d(q k^T)
-    dq = np.matmul(dp, k)  # (..., Tq, dh)
-    dk = np.matmul(dp.swapaxes(-1, -2), q)  # (..., Tk, dh)
+        ds *= drop  # dL/dP
+    # softmax backward without its Jacobian: dS = P * (dP - sum_k P dP), in place
+    ds -= np.einsum("...ij,...ij->...i", p, ds)[..., None]
+    ds *= p
+    dk = np.matmul(ds.swapaxes(-1, -2), qs, out=dk)  # (..., Tk, dh)
+    dq = np.matmul(ds, k, out=dq)  # (..., Tq, dh) dL/dqs, then by the chain rule through the scaling:
+    dq *= dq.dtype.type(1 / math.sqrt(qs.shape[-1]))
     return dq, dk, dv
 
 
@@ -149,24 +154,22 @@ class MultiheadAttention(Layer):
             q, k, v = (self.proj[n].forward(x2, training).reshape(N, T, H, dh).transpose(0, 2, 1, 3)
                        for n in "qkv")
         rate = self.config.dropout if training else 0.0
-        o, self.cache = attention_forward(q, k, v, self.mask(N, T, x.dtype), rate, self.rng)  # (N, H, T, dh)
-        o = o.transpose(0, 2, 1, 3).reshape(N * T, self.dim)  # heads side by side per token
-        return self.out.forward(o, training).reshape(N, T, D)
+        o = B.empty((N, T, H, dh), dtype=x.dtype)  # heads side by side per token
+        _, self.cache = attention_forward(q, k, v, self.mask(N, T, x.dtype), rate, self.rng,
+                                          out=o.transpose(0, 2, 1, 3))
+        return self.out.forward(o.reshape(N * T, self.dim), training).reshape(N, T, D)
 
     def backward(self, dy):
         N, T, D = dy.shape
         H = self.config.heads
         dh = self.dim // H
         do = self.out.backward(dy.reshape(N * T, D)).reshape(N, T, H, dh).transpose(0, 2, 1, 3)
-        dq, dk, dv = attention_backward(do, self.cache)  # each (N, H, T, dh)
+        dqkv = B.empty((N, T, 3, H, dh), dtype=dy.dtype)  # written in the projections' layout
+        attention_backward(do, self.cache, out=tuple(dqkv.transpose(2, 0, 3, 1, 4)))  # each (N, H, T, dh)
         if self.config.fused_qkv:
-            dqkv = B.empty((N, T, 3, H, dh), dtype=dy.dtype)
-            for i, d in enumerate((dq, dk, dv)):
-                dqkv[:, :, i] = d.transpose(0, 2, 1, 3)
             dx = self.proj["qkv"].backward(dqkv.reshape(N * T, 3 * self.dim))
         else:
-            dx = sum(self.proj[n].backward(d.transpose(0, 2, 1, 3).reshape(N * T, self.dim))
-                     for n, d in zip("qkv", (dq, dk, dv)))
+            dx = sum(self.proj[n].backward(dqkv[:, :, i].reshape(N * T, self.dim)) for i, n in enumerate("qkv"))
         return dx.reshape(N, T, D)
 
     def flops(self):
