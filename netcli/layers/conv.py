@@ -8,9 +8,9 @@ building it several times faster than gathering (C, kh, kw) patches from NCHW.
     forward:  cols (N*OH*OW, kh*kw*C) @ Wmat (kh*kw*C, O) -> y (N*OH*OW, O)
     backward: dWmat = cols^T @ dy2,  dx = col2im(dy2 @ Wmat^T), one kernel offset at a time
 
-Outputs (and input gradients) are returned as NCHW-shaped views of
-channel-last arrays: no transposing copy, and the next conv reads them as
-NHWC for free.
+Outputs and input gradients are returned as contiguous NCHW arrays: the
+transposing copy is cheap next to the matmul, and it spares every later
+elementwise op from mixing memory layouts (several times slower).
 """
 from __future__ import annotations
 
@@ -120,7 +120,7 @@ class Conv2D(Layer):
         y = self.cols @ self._wmat()  # (N*OH*OW, O)
         if self.config.bias:
             y += self.params["b"]
-        return y.reshape(n, oh, ow, -1).transpose(0, 3, 1, 2)  # (N, O, OH, OW), a channel-last view
+        return np.ascontiguousarray(y.reshape(n, oh, ow, -1).transpose(0, 3, 1, 2))  # (N, O, OH, OW)
 
     def backward(self, dy):
         n, o = dy.shape[:2]
@@ -133,7 +133,7 @@ class Conv2D(Layer):
         dxp = col2im_matmul(dy2, self.params["W"], self.padded_shape, sh, sw, oh, ow)  # (N, Hp, Wp, C)
         (pt, _), (pl, _) = self.pads
         _, h, w = self.in_shape
-        return dxp[:, pt:pt + h, pl:pl + w].transpose(0, 3, 1, 2)  # (N, C, H, W), a channel-last view
+        return np.ascontiguousarray(dxp[:, pt:pt + h, pl:pl + w].transpose(0, 3, 1, 2))  # (N, C, H, W)
 
     def _wmat(self) -> np.ndarray:
         """Weights as a matrix whose rows follow the (kh, kw, C) order of im2col: (kh*kw*C, O)."""

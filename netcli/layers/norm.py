@@ -52,17 +52,20 @@ class BatchNorm(Layer):
         if training:
             mean = x.mean(axis=self.axes, keepdims=True)  # e.g. (1, C, 1, 1)
             xc = x - mean
-            var = (xc * xc).mean(axis=self.axes, keepdims=True)
+            var = np.square(xc).mean(axis=self.axes, keepdims=True)
             self._update_running(mean, var, count=x.size // mean.size)
         else:
             xc = x - self.buffers["running_mean"].reshape(self.stat_shape)
             var = self.buffers["running_var"].reshape(self.stat_shape)
         self.training = training
         self.inv_std = 1 / np.sqrt(var + self.config.eps)  # e.g. (1, C, 1, 1)
-        self.xhat = xc * self.inv_std
+        xc *= self.inv_std  # in place (xc is a fresh array): these passes are memory-bound
+        self.xhat = xc
         if not self.config.affine:
             return self.xhat
-        return self.xhat * self._stat("gamma") + self._stat("beta")
+        y = self.xhat * self._stat("gamma")
+        y += self._stat("beta")
+        return y
 
     def _update_running(self, mean, var, count):
         m = self.config.momentum
@@ -81,9 +84,13 @@ class BatchNorm(Layer):
         if not self.training:  # running statistics are constants
             return dy * scale
         # The module docstring's formula with gamma constant over the reduced axes, folded in:
-        # dx = gamma / std * (dy - (sum(dy) + xhat * sum(dy * xhat)) / M)
+        # dx = gamma / std * (dy - (sum(dy) + xhat * sum(dy * xhat)) / M), in place on one fresh array
         count = dy.size // sum_dy.size
-        return scale * (dy - (sum_dy + self.xhat * sum_dy_xhat) / count)
+        dx = self.xhat * (-sum_dy_xhat / count)
+        dx += dy
+        dx -= sum_dy / count
+        dx *= scale
+        return dx
 
     def _stat(self, name: str) -> np.ndarray:
         """A per-feature parameter shaped to broadcast against the input."""
@@ -124,8 +131,9 @@ class LayerNorm(Layer):
     def forward(self, x, training):
         mean = x.mean(axis=self.axes, keepdims=True)  # (N, ..., 1)
         xc = x - mean
-        self.inv_std = 1 / np.sqrt((xc * xc).mean(axis=self.axes, keepdims=True) + self.config.eps)
-        self.xhat = xc * self.inv_std
+        self.inv_std = 1 / np.sqrt(np.square(xc).mean(axis=self.axes, keepdims=True) + self.config.eps)
+        xc *= self.inv_std  # in place: xc is a fresh array
+        self.xhat = xc
         if not self.config.affine:
             return self.xhat
         return self.xhat * self.params["gamma"] + self.params["beta"]
