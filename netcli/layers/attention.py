@@ -117,7 +117,7 @@ class MultiheadAttention(Layer):
         cfg = self.config
         self.dim = cfg.dim or D
         if self.dim % cfg.heads:
-            raise ShapeError(f"dim {self.dim} is not divisible by heads {cfg.heads}")
+            raise ShapeError(f"attention width {self.dim} is not divisible by heads {cfg.heads}")
         names = ["qkv"] if cfg.fused_qkv else ["q", "k", "v"]
         units = 3 * self.dim if cfg.fused_qkv else self.dim
         self.proj = {n: Dense(units=units, bias=cfg.bias) for n in names}
