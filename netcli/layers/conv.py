@@ -26,11 +26,11 @@ from .base import GradCase, Layer, LayerConfig, ShapeError, register_layer
 
 PosInt = Annotated[int, Field(gt=0)]
 NonNegInt = Annotated[int, Field(ge=0)]
-PosPair = PosInt | tuple[PosInt, PosInt]
-NonNegPair = NonNegInt | tuple[NonNegInt, NonNegInt]
+PosPair = PosInt | Annotated[list[PosInt], Field(min_length=2, max_length=2)]  # k or [kh, kw]
+NonNegPair = NonNegInt | Annotated[list[NonNegInt], Field(min_length=2, max_length=2)]
 
 
-def pair(v: int | tuple[int, int]) -> tuple[int, int]:
+def pair(v: int | list[int]) -> tuple[int, int]:
     """An int or a pair -> a (height, width) pair."""
     return (v, v) if isinstance(v, int) else (int(v[0]), int(v[1]))
 
