@@ -22,7 +22,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
                   help="Declarative neural-network training on a numpy engine.")
 data_app = typer.Typer(no_args_is_help=True, help="Fetch, verify and list data sets.")
 app.add_typer(data_app, name="data")
-out = Console(highlight=False)
+out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False)
 _debug = {"on": False}
 
