@@ -119,7 +119,8 @@ class Layer:
     def describe(self) -> str:
         """A short text of the options, for `netcli summary`."""
         opts = self.config.model_dump(exclude={"type"}, exclude_defaults=True)
-        return ", ".join(f"{k}={v}" for k, v in opts.items() if not isinstance(v, list))
+        nested = lambda v: isinstance(v, (dict, list)) and any(isinstance(i, dict) for i in v)  # noqa: E731
+        return ", ".join(f"{k}={v}" for k, v in opts.items() if not nested(v))
 
 
 def register_layer(name: str):
