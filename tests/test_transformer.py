@@ -232,3 +232,31 @@ def test_select_token_and_unmasked_mean_pool(rng):
     np.testing.assert_allclose(pool.forward(x, True), x.mean(1))
     with pytest.raises(ShapeError, match="outside"):
         LAYERS.get("select_token")(index=3).setup((3, 2), np.random.default_rng(0))
+
+
+def test_padding_changes_nothing_end_to_end():
+    """embedding(padding_idx) -> positions -> class token -> encoder -> pools: a padded sequence
+    gives the same outputs as the same tokens without the padding."""
+    ctx: dict = {}
+    specs = [("embedding", {"vocab_size": 10, "dim": 8, "padding_idx": 0}), ("sinusoidal_position", {}),
+             ("class_token", {}), ("transformer_encoder", {"blocks": 2, "heads": 2, "ffn": 16, "dropout": 0.0})]
+    with B.dtype_scope("float64"):
+        layers, shape = [], (5,)
+        for name, options in specs:
+            layers.append(LAYERS.get(name)(**options))
+            shape = layers[-1].setup(shape, np.random.default_rng(len(layers)), ctx)
+        pool, first = MeanPool(), LAYERS.get("select_token")()
+        pool.setup(shape, None, ctx)
+        first.setup(shape, None, ctx)
+
+    def run(tokens):
+        h = np.array(tokens)
+        for layer in layers:
+            h = layer.forward(h, training=False)
+        return pool.forward(h, False), first.forward(h, False)
+
+    pooled, cls = run([[3, 4, 5, 0, 0], [1, 2, 3, 4, 5]])
+    alone_pooled, alone_cls = run([[3, 4, 5]])
+    np.testing.assert_allclose(pooled[0], alone_pooled[0], rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(cls[0], alone_cls[0], rtol=1e-10, atol=1e-12)
+    assert not np.allclose(pooled[0], pooled[1])
