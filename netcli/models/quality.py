@@ -1,0 +1,96 @@
+"""Sample quality of a generative run, judged by a trained classifier run (`netcli eval RUN --classifier CLF`).
+
+- confident_share: the share of samples the classifier assigns some class with probability >= 0.9
+- class_<k>_share: the share of samples whose most likely class is k (a collapsed model misses classes)
+- frechet_distance: between Gaussians fitted to the classifier's penultimate features (the input of
+  its last dense layer) of the samples and of the real test images, as FID does with Inception features:
+  |mu_s - mu_r|^2 + tr(C_s + C_r - 2 (C_s C_r)^(1/2))
+- frechet_distance_real: the same for n real training images, the floor to compare against
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from scipy import linalg, special
+
+from ..errors import UserError
+from ..layers.dense import Dense
+from ..registry import DATASETS
+from ..runs import write_json
+
+CONFIDENCE = 0.9
+BATCH = 500
+
+
+def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
+    """Fréchet distance between Gaussians fitted to feature sets a (N, F) and b (M, F)."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    ca, cb = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    root = linalg.sqrtm(ca @ cb)
+    if not np.isfinite(root).all():  # a singular product: nudge both covariances (as pytorch-fid does)
+        eps = 1e-6 * np.eye(len(ca))
+        root = linalg.sqrtm((ca + eps) @ (cb + eps))
+    diff = a.mean(0) - b.mean(0)
+    return float(diff @ diff + np.trace(ca) + np.trace(cb) - 2 * np.trace(root.real))
+
+
+def features_and_probs(classifier, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The input of the classifier's last dense layer (N, F) and its class probabilities (N, K)."""
+    layers = classifier.net.layers
+    last = max((i for i, layer in enumerate(layers) if isinstance(layer, Dense)), default=None)
+    if last is None:
+        raise UserError("the classifier has no dense layer whose input could serve as features")
+    feats, probs = [], []
+    for i in range(0, len(x), BATCH):
+        h = x[i:i + BATCH]
+        for layer in layers[:last]:
+            h = layer.forward(h, training=False)
+        feats.append(np.asarray(h, np.float64).reshape(len(h), -1))
+        for layer in layers[last:]:
+            h = layer.forward(h, training=False)
+        probs.append(special.softmax(np.asarray(h, np.float64), axis=-1))
+    return np.concatenate(feats), np.concatenate(probs)
+
+
+def classifier_input(images: np.ndarray, clf) -> np.ndarray:
+    """Samples in [0, 1] -> the layout and normalisation the classifier was trained on."""
+    shape = clf.splits.input_shape
+    if images[0].size != np.prod(shape):
+        raise UserError(f"samples of shape {images.shape[1:]} do not fit the classifier's inputs {shape}")
+    x = images.reshape(len(images), *shape).astype(np.float32)
+    if getattr(clf.cfg.data, "normalize", "none") == "standard":
+        dataset = DATASETS.get(clf.cfg.data.dataset)
+        x = (x - np.float32(dataset.MEAN)) / np.float32(dataset.STD)
+    return x
+
+
+def sample_quality(run: Path | str, classifier_run: Path | str, n: int = 1000, seed: int = 0,
+                   steps: int | None = None) -> dict:
+    """Generate ``n`` samples from ``run`` and score them with ``classifier_run``; writes quality.json."""
+    from ..train import load_run
+
+    run_dir, exp = load_run(run)
+    clf_dir, clf = load_run(classifier_run)
+    if clf.cfg.model.type != "classifier":
+        raise UserError(f"{clf_dir} is a {clf.cfg.model.type} run; --classifier needs a classifier run")
+    if not hasattr(exp.model, "sample"):
+        raise UserError(f"{run_dir}: a {exp.cfg.model.type} run does not sample (use a vae or ddpm run)")
+    rng = np.random.default_rng(seed)
+    feats, probs = features_and_probs(clf.model, classifier_input(exp.model.sample(n, rng, steps=steps), clf))
+    real_x = clf.splits.test_x if clf.splits.test_x is not None else clf.splits.val_x
+    real, _ = features_and_probs(clf.model, real_x)
+    train_x = clf.splits.train_x[rng.choice(len(clf.splits.train_x), min(n, len(clf.splits.train_x)), replace=False)]
+    reference, _ = features_and_probs(clf.model, train_x)
+    share = np.bincount(probs.argmax(1), minlength=probs.shape[1]) / n
+    metrics = {
+        "samples": n,
+        "confident_share": float(np.mean(probs.max(1) >= CONFIDENCE)),
+        "min_class_share": float(share.min()),
+        **{f"class_{k}_share": float(s) for k, s in enumerate(share)},
+        "frechet_distance": frechet_distance(feats, real),
+        "frechet_distance_real": frechet_distance(reference, real),
+    }
+    result = {"classifier": str(clf_dir), "seed": seed, "steps": steps, "metrics": metrics}
+    write_json(run_dir / "quality.json", result)
+    return result
