@@ -32,26 +32,46 @@ CHECKPOINT_FORMAT = "netcli-checkpoint/1"
 
 @contextmanager
 def atomic_file(path: Path, mode: str = "wb") -> Iterator[Any]:
-    """Open a temporary file next to ``path``; on success fsync and rename it over ``path``."""
+    """Open a temporary file next to ``path``; on success fsync and rename it over ``path``.
+
+    A failed write (a full disk) removes the temporary file, leaves ``path`` as it was and is a RunError.
+    A process killed meanwhile leaves a ``.NAME.*.tmp`` file that nothing reads (remove_temp_files).
+    """
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as e:
+        raise RunError(f"{path}: cannot write ({e.strerror or e})") from None
     try:
         with os.fdopen(fd, mode) as f:
             yield f
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
+    except BaseException as e:
+        Path(tmp).unlink(missing_ok=True)
+        if isinstance(e, OSError):
+            raise RunError(f"{path}: cannot write ({e.strerror or e}); the previous version is kept") from None
         raise
+
+
+def remove_temp_files(run_dir: Path) -> None:
+    """Delete the temporary files of writes that a killed process never finished."""
+    for tmp in [*Path(run_dir).glob(".*.tmp"), *Path(run_dir).glob("*/.*.tmp")]:
+        tmp.unlink(missing_ok=True)
 
 
 def write_text(path: Path, text: str) -> None:
     with atomic_file(path, "w") as f:
         f.write(text)
+
+
+def append_text(path: Path, text: str) -> None:
+    try:
+        with open(path, "a") as f:
+            f.write(text)
+    except OSError as e:
+        raise RunError(f"{path}: cannot write ({e.strerror or e})") from None
 
 
 def write_json(path: Path, obj: Any) -> None:
@@ -102,32 +122,25 @@ def find_run(path: str | Path) -> Path:
 
 
 class MetricsLog:
-    """Appends one JSON object a line: step, epoch, split, name, value, time."""
+    """Appends one JSON object a line: step, epoch, split, name, value, time; counts the lines written."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, lines: int = 0):
         self.path = Path(path)
+        self.lines = lines  # in the file, this run's included
         self.t0 = time.time()
 
     def write(self, step: int, epoch: int, split: str, metrics: dict[str, float]) -> None:
         now = round(time.time() - self.t0, 3)
-        lines = [json.dumps({"step": step, "epoch": epoch, "split": split, "name": k, "value": float(v),
-                             "time": now}) for k, v in metrics.items()]
-        with open(self.path, "a") as f:
-            f.write("\n".join(lines) + "\n")
-            f.flush()
+        append_text(self.path, "".join(json.dumps({"step": step, "epoch": epoch, "split": split, "name": k,
+                                                   "value": float(v), "time": now}) + "\n"
+                                       for k, v in metrics.items()))
+        self.lines += len(metrics)
 
-    def truncate_after(self, step: int) -> None:
-        """Drop records after ``step`` (a resumed run repeats them)."""
-        if not self.path.exists():
-            return
-        keep = []
-        for line in self.path.read_text().splitlines():
-            try:
-                if json.loads(line)["step"] <= step:
-                    keep.append(line)
-            except (ValueError, KeyError, TypeError):
-                break  # a line cut short by a crash: everything after it is suspect
-        write_text(self.path, "".join(line + "\n" for line in keep))
+    def truncate(self) -> None:
+        """Keep only the first ``lines`` lines: a resumed run repeats what came after its checkpoint."""
+        if self.path.exists():
+            keep = self.path.read_text().splitlines(keepends=True)[:self.lines]
+            write_text(self.path, "".join(line if line.endswith("\n") else "" for line in keep))
 
 
 def read_metrics(path: Path) -> list[dict]:

@@ -24,15 +24,15 @@ import numpy as np
 
 from . import __version__
 from . import backend as B
-from .config import ExperimentConfig, config_from_dict, dump_config, locate
+from .config import ExperimentConfig, config_from_dict, dump_config, load_config, locate
 from .data import load_data
-from .errors import ConfigError, RunError, UserError
-from .layers.base import ShapeError
+from .errors import CheckpointError, ConfigError, RunError, UserError
+from .layers.base import ShapeError, walk
 from .models.base import Model
 from .optim import clip_grad_norm, clip_grad_value
 from .registry import MODELS, OPTIMIZERS
-from .runs import (MetricsLog, assign_arrays, find_run, load_checkpoint, new_run_dir, save_checkpoint,
-                   write_json, write_text)
+from .runs import (MetricsLog, append_text, assign_arrays, find_run, load_checkpoint, new_run_dir,
+                   remove_temp_files, save_checkpoint, write_json, write_text)
 from .schedules import make_schedule
 
 
@@ -95,6 +95,7 @@ class TrainState:
     sums: dict[str, float] = field(default_factory=dict)  # this epoch's train metric sums x samples
     seen: int = 0            # samples in sums
     epoch_rng: dict | None = None  # data generator state at the start of this epoch
+    log_lines: int = 0       # lines in metrics.jsonl when this state was saved (a resume cuts the rest)
 
 
 def model_arrays(model: Model) -> dict[str, np.ndarray]:
@@ -140,10 +141,10 @@ class TrainResult:
     stopped: str  # "finished" | "early_stopping" | "max_steps" | "interrupted"
 
 
-def train(cfg: ExperimentConfig, runs_root: Path | str = "runs", *, base_dir: Path | None = None,
+def train(cfg: ExperimentConfig | None, runs_root: Path | str = "runs", *, base_dir: Path | None = None,
           reporter: Reporter | None = None, resume: Path | None = None, init_from: Path | None = None,
           allow_config_change: bool = False, data_progress=None, source: Path | None = None) -> TrainResult:
-    """Train ``cfg`` in a new run directory (or continue the run ``resume``)."""
+    """Train ``cfg`` in a new run directory, or continue the run ``resume`` (with its own config if ``cfg`` is None)."""
     reporter = reporter or Reporter()
     if resume is not None and init_from is not None:
         raise UserError("--resume and --init-from cannot be combined: resume continues a run, "
@@ -152,48 +153,64 @@ def train(cfg: ExperimentConfig, runs_root: Path | str = "runs", *, base_dir: Pa
         run_dir = find_run(resume)
         ckpt = run_dir / "checkpoints" / "last.npz"
         arrays, meta = load_checkpoint(ckpt)
-        cfg = _resume_config(run_dir, meta, cfg, allow_config_change)
+        if cfg is None:
+            cfg, source = load_config(run_dir / "config.yaml"), run_dir / "config.yaml"
+        changes = _config_changes(ckpt, meta, cfg, allow_config_change)
     exp = build_experiment(cfg, base_dir, progress=data_progress, source=source)
-    model_rng, data_rng = exp.model.rng, np.random.default_rng([cfg.seed, 1])
-    state = TrainState()
+    data_rng = np.random.default_rng([cfg.seed, 1])
     if resume is not None:
-        assign_arrays(ckpt, arrays, {n: p for n, p, _ in exp.model.params()}, "param")
-        assign_arrays(ckpt, arrays, {n: b for n, b, _, _ in exp.model.buffers()}, "buffer")
-        exp.optimizer.load_state_dict({k[6:]: v for k, v in arrays.items() if k.startswith("optim/")})
-        state = TrainState(**meta["state"])
-        model_rng.bit_generator.state = meta["model_rng"]
-        data_rng.bit_generator.state = meta["data_rng"]
-        MetricsLog(run_dir / "metrics.jsonl").truncate_after(state.step)
+        state = restore(ckpt, arrays, meta, exp, data_rng)
+        if changes:
+            append_text(run_dir / "config_changes.log", f"{time.strftime('%Y-%m-%d %H:%M:%S')} step {state.step}: "
+                                                         f"resumed with changes: {', '.join(changes)}\n")
+            write_text(run_dir / "config.yaml", dump_config(cfg))
+        remove_temp_files(run_dir)
+        MetricsLog(run_dir / "metrics.jsonl", state.log_lines).truncate()
         reporter.message(f"resuming {run_dir} at step {state.step} (epoch {state.epoch + 1})")
     else:
+        state = TrainState()
         if init_from is not None:
             src = find_run(init_from)
             load_weights(_best_or_last(src), exp.model)
             reporter.message(f"initialised from {src}")
         run_dir = new_run_dir(Path(runs_root), cfg.name)
         write_text(run_dir / "config.yaml", dump_config(cfg))
-    return Trainer(exp, run_dir, reporter, model_rng, data_rng).run(state)
+    return Trainer(exp, run_dir, reporter, exp.model.rng, data_rng).run(state)
 
 
-def _resume_config(run_dir: Path, meta: dict, cfg: ExperimentConfig | None, allow_change: bool) -> ExperimentConfig:
-    saved = config_from_dict(meta["config"], str(run_dir / "config.yaml"))
-    if cfg is None or cfg.model_dump() == saved.model_dump():
-        return saved
-    if not allow_change:
-        raise UserError(f"{run_dir}: the config differs from the run's "
-                        f"({', '.join(_diff(saved.model_dump(), cfg.model_dump()))}); "
-                        "pass --allow-config-change to resume with the new one")
-    changes = _diff(saved.model_dump(), cfg.model_dump())
-    with open(run_dir / "config_changes.log", "a") as f:
-        f.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} resumed with changes: {', '.join(changes)}\n")
-    write_text(run_dir / "config.yaml", dump_config(cfg))
-    return cfg
+def _config_changes(ckpt: Path, meta: dict, cfg: ExperimentConfig, allow_change: bool) -> list[str]:
+    """How ``cfg`` differs from the config the checkpoint was trained with; an error unless allowed."""
+    try:
+        saved = config_from_dict(meta["config"], str(ckpt))
+    except (KeyError, TypeError, ConfigError):
+        raise CheckpointError(f"{ckpt}: holds no valid netcli config; it was not written by this run") from None
+    changes = _diff(saved.model_dump(mode="json"), cfg.model_dump(mode="json"))
+    if changes and not allow_change:
+        raise UserError(f"{ckpt.parent.parent}: the config differs from the one the run was trained with "
+                        f"({'; '.join(changes)}); pass --allow-config-change to resume with the new one")
+    return changes
 
 
 def _diff(a, b, prefix="") -> list[str]:
     if isinstance(a, dict) and isinstance(b, dict):
         return [d for k in sorted(set(a) | set(b), key=str) for d in _diff(a.get(k), b.get(k), f"{prefix}{k}.")]
+    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+        return [d for i, (u, v) in enumerate(zip(a, b)) for d in _diff(u, v, f"{prefix}{i}.")]
     return [] if a == b else [f"{prefix.rstrip('.')}: {a!r} -> {b!r}"]
+
+
+def restore(ckpt: Path, arrays: dict, meta: dict, exp: Experiment, data_rng) -> TrainState:
+    """Put a checkpoint's training state into ``exp``: params, buffers, optimizer, generators; any mismatch is an error."""
+    assign_arrays(ckpt, arrays, {n: p for n, p, _ in exp.model.params()}, "param")
+    assign_arrays(ckpt, arrays, {n: b for n, b, _, _ in exp.model.buffers()}, "buffer")
+    try:
+        exp.optimizer.load_state_dict({k[6:]: v for k, v in arrays.items() if k.startswith("optim/")})
+        state = TrainState(**meta["state"])
+        exp.model.rng.bit_generator.state = meta["model_rng"]
+        data_rng.bit_generator.state = meta["data_rng"]
+    except (KeyError, TypeError, ValueError) as e:
+        raise CheckpointError(f"{ckpt}: cannot resume from it ({e})") from None
+    return state
 
 
 def _best_or_last(run_dir: Path) -> Path:
@@ -207,54 +224,74 @@ class Trainer:
         self.model_rng, self.data_rng = model_rng, data_rng
         self.log = MetricsLog(run_dir / "metrics.jsonl")
         self.stop_requested: str | None = None
+        self.grads_from_output = [(f"{path}{key}", layer.type_name, g)  # backward order: output to input
+                                  for name, net in exp.model.networks().items()
+                                  for path, layer in walk(net, f"{name}.") for key, g in layer.grads.items()][::-1]
         t = exp.cfg.train
         self.monitor = t.monitor or (t.early_stopping.metric if t.early_stopping and t.early_stopping.metric
                                      else exp.model.monitor)
         self.mode = "max" if self.monitor.endswith(("accuracy", "acc")) else "min"
 
     def checkpoint(self, state: TrainState, name: str = "last") -> None:
+        """Save ``state`` as checkpoints/NAME.npz, replacing the previous one only once the new one is whole."""
+        bad = next((n for n, p, _ in self.exp.model.params() if not np.isfinite(p).all()), None)
+        if bad:  # an update overflowed: keep the last good checkpoint
+            raise Diverged(f"step {state.step}: parameter {bad} is not finite after the update; "
+                           f"training stopped, {self.last_good()}")
+        state.log_lines = self.log.lines
         save_run_checkpoint(self.run_dir / "checkpoints" / f"{name}.npz", self.exp, state,
                             self.model_rng, self.data_rng)
 
     def run(self, state: TrainState) -> TrainResult:
         exp, cfg, t0 = self.exp, self.exp.cfg, time.time()
         x, y, n = exp.splits.train_x, exp.splits.train_y, len(exp.splits.train_x)
-        bs, stopped, samples = cfg.data.batch_size, "finished", 0
-        val_metrics: dict[str, float] = {}
+        bs, spe, samples = cfg.data.batch_size, exp.steps_per_epoch, 0
+        metrics: dict[str, float] = {}  # of the last finished epoch
+        self.log.lines = state.log_lines
         with _graceful_stop(self):
-            while state.epoch < cfg.train.epochs and stopped == "finished":
+            stopped = self.stop_reason(state)  # a resumed run may have nothing left to do
+            while state.epoch < cfg.train.epochs and not stopped:
                 if state.epoch_rng is None:
                     state.epoch_rng = self.data_rng.bit_generator.state
                 self.data_rng.bit_generator.state = state.epoch_rng
                 order = self.data_rng.permutation(n) if cfg.data.shuffle else np.arange(n)
-                self.reporter.epoch_start(state.epoch, cfg.train.epochs, exp.steps_per_epoch, state.batch)
-                while state.batch < exp.steps_per_epoch:
+                self.reporter.epoch_start(state.epoch, cfg.train.epochs, spe, state.batch)
+                while state.batch < spe and not stopped:
                     idx = order[state.batch * bs:(state.batch + 1) * bs]
                     self.train_step(state, x[idx], y[idx])
                     samples += len(idx)
-                    if state.step >= exp.total_steps and cfg.train.max_steps:
-                        stopped = "max_steps"
-                        break
-                    if self.stop_requested:
-                        stopped = "interrupted"
-                        break
-                if stopped == "interrupted":
-                    break
-                val_metrics = self.end_epoch(state)
-                if self.should_stop_early(state):
-                    stopped = "early_stopping"
+                    stopped = self.stop_reason(state)
+                if state.batch < spe or stopped == "interrupted":
+                    break  # inside the epoch, or at its end by a signal: the epoch ends on resume
+                metrics = self.end_epoch(state)
+                stopped = stopped or self.stop_reason(state)
+            if state.seen:  # stopped inside an epoch: report its partial means (and, at max_steps, validate)
+                metrics = {f"train_{k}": v for k, v in self._epoch_means(state).items()}
+                if stopped == "max_steps" and samples and self.has_val():
+                    metrics.update(self.validate(state))
             self.checkpoint(state)
+        stopped = stopped or "finished"
         if stopped == "interrupted":
             self.reporter.message(f"{self.stop_requested}: checkpoint written at step {state.step}; "
                                   f"continue with: netcli train --resume {self.run_dir}")
         wall = time.time() - t0
-        final = {**{f"train_{k}": v for k, v in self._epoch_means(state).items()}, **val_metrics}
         write_json(self.run_dir / "summary.json", {
-            "status": stopped, "steps": state.step, "epochs_completed": state.epoch, "metrics": final,
+            "status": stopped, "steps": state.step, "epochs_completed": state.epoch, "metrics": metrics,
             "best": {self.monitor: state.best}, "wall_time_s": round(wall, 3),
             "samples_per_s": round(samples / wall, 1) if wall > 0 else None,
             "params": exp.model.num_params(), "versions": versions()})
-        return TrainResult(self.run_dir, final, stopped)
+        return TrainResult(self.run_dir, metrics, stopped)
+
+    def stop_reason(self, state: TrainState) -> str | None:
+        """Why the run stops at this step boundary, if it does (max_steps first: a run that is done is done)."""
+        max_steps = self.exp.cfg.train.max_steps
+        if max_steps and state.step >= max_steps:
+            return "max_steps"
+        if self.stop_requested:
+            return "interrupted"
+        if self.should_stop_early(state):
+            return "early_stopping"
+        return None
 
     def train_step(self, state: TrainState, xb, yb) -> None:
         exp, tc = self.exp, self.exp.cfg.train
@@ -265,12 +302,13 @@ class Trainer:
             if tc.nan_policy == "skip" and state.skipped < tc.max_skips:
                 state.skipped += 1
                 for g in grads:
-                    g[...] = 0
-                self.reporter.message(f"step {state.step + 1}: skipped a batch ({bad})")
+                    g.fill(0)
+                self.reporter.message(f"step {state.step + 1}: skipped a batch ({bad}); "
+                                      f"{state.skipped} of at most {tc.max_skips} skipped")
                 state.batch += 1
                 return
-            raise Diverged(f"step {state.step + 1}: {bad}; training stopped, last good checkpoint: "
-                           f"{self.run_dir / 'checkpoints' / 'last.npz'}")
+            skipped = f" after {state.skipped} skipped batches" if tc.nan_policy == "skip" else ""
+            raise Diverged(f"step {state.step + 1}: {bad}; training stopped{skipped}, {self.last_good()}")
         if tc.clip_value:
             clip_grad_value(grads, tc.clip_value)
         if tc.clip_norm:
@@ -289,25 +327,25 @@ class Trainer:
             self.checkpoint(state)
 
     def non_finite(self, loss: float) -> str | None:
-        """Name what went non-finite: the loss, or the first parameter whose gradient did."""
-        if not math.isfinite(loss):
-            return f"loss is {loss}"
-        for name, _, g in self.exp.model.params():
-            if not np.isfinite(g).all():
-                return f"gradient of {name} is not finite (loss {loss:.4g})"
-        return None
+        """Name what went non-finite: the loss, and the gradient nearest the output (where it started)."""
+        grad = next((f"gradient of {name} ({kind} layer) is not finite" for name, kind, g in self.grads_from_output
+                     if not np.isfinite(g).all()), None)
+        if math.isfinite(loss):
+            return grad and f"{grad} (loss {loss:.4g})"
+        return f"loss is {loss}" + (f"; {grad}" if grad else "")
+
+    def last_good(self) -> str:
+        last = self.run_dir / "checkpoints" / "last.npz"
+        return f"last good checkpoint: {last}" if last.exists() else "no checkpoint had been written yet"
 
     def end_epoch(self, state: TrainState) -> dict[str, float]:
-        exp, cfg = self.exp, self.exp.cfg
+        """Log the epoch's metrics, validate, track the best value; return train_* and val_* metrics."""
+        cfg = self.exp.cfg
         train_means = self._epoch_means(state)
         self.log.write(state.step, state.epoch, "train_epoch", train_means)
-        val: dict[str, float] = {}
-        improved = False
-        if (state.epoch + 1) % cfg.train.eval_every == 0 and exp.splits.val_x is not None and len(exp.splits.val_x):
-            val = {f"val_{k}": v for k, v in evaluate(exp.model, exp.splits.val_x, exp.splits.val_y,
-                                                      cfg.data.batch_size).items()}
-            self.log.write(state.step, state.epoch, "val", val)
+        val = self.validate(state) if (state.epoch + 1) % cfg.train.eval_every == 0 and self.has_val() else {}
         watched = {**{f"train_{k}": v for k, v in train_means.items()}, **val}
+        improved = False
         if self.monitor in watched:
             value = watched[self.monitor]
             delta = cfg.train.early_stopping.min_delta if cfg.train.early_stopping else 0.0
@@ -318,11 +356,21 @@ class Trainer:
                 state.bad_epochs = 0
             else:
                 state.bad_epochs += 1
-        self.reporter.epoch_end(state.epoch, {**{f"train_{k}": v for k, v in train_means.items()}, **val})
+        self.reporter.epoch_end(state.epoch, watched)
         state.epoch, state.batch, state.sums, state.seen, state.epoch_rng = state.epoch + 1, 0, {}, 0, None
         if improved:
             self.checkpoint(state, "best")
         self.checkpoint(state)
+        return watched
+
+    def has_val(self) -> bool:
+        return self.exp.splits.val_x is not None and len(self.exp.splits.val_x) > 0
+
+    def validate(self, state: TrainState) -> dict[str, float]:
+        exp = self.exp
+        val = {f"val_{k}": v for k, v in evaluate(exp.model, exp.splits.val_x, exp.splits.val_y,
+                                                  exp.cfg.data.batch_size).items()}
+        self.log.write(state.step, state.epoch, "val", val)
         return val
 
     def should_stop_early(self, state: TrainState) -> bool:
@@ -370,8 +418,6 @@ def evaluate(model: Model, x, y, batch_size: int = 256) -> dict[str, float]:
 def load_run(run: Path | str, checkpoint: str = "best", base_dir: Path | None = None) -> tuple[Path, Experiment]:
     """Rebuild a run's experiment from its config.yaml and load its best (or last) checkpoint."""
     run_dir = find_run(run)
-    from .config import load_config  # the saved, resolved config
-
     cfg = load_config(run_dir / "config.yaml")
     exp = build_experiment(cfg, base_dir, source=run_dir / "config.yaml")
     path = run_dir / "checkpoints" / f"{checkpoint}.npz"
@@ -413,8 +459,6 @@ def versions() -> dict[str, str]:
 
 
 def prepare_config(path: Path, overrides: list[str] = ()) -> ExperimentConfig:
-    from .config import load_config
-
     return load_config(path, overrides)
 
 
