@@ -124,7 +124,10 @@ def assert_causal(layer, rng, shape):
 
 
 def test_causal_attention_only_sees_the_past(rng):
-    assert_causal(mha(causal=True), rng, (2, 6, 4))
+    layer = mha(causal=True)
+    assert_causal(layer, rng, (2, 6, 4))
+    x = rng.standard_normal((2, 6, 4))  # a prefix alone gives the prefix of the outputs
+    np.testing.assert_allclose(layer.forward(x[:, :4], False), layer.forward(x, False)[:, :4], rtol=1e-12)
 
 
 @pytest.mark.parametrize("norm_first", [False, True])

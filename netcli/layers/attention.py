@@ -133,7 +133,7 @@ class MultiheadAttention(Layer):
 
     def mask(self, N: int, T: int, dtype) -> np.ndarray | None:
         """The additive mask for this batch: (N or 1, 1, T, T), or None."""
-        mask = None if self._causal is None else self._causal.astype(dtype, copy=False)  # (T, T)
+        mask = None if self._causal is None else self._causal[:T, :T].astype(dtype, copy=False)  # (T, T)
         pad = self.ctx.get("key_padding_mask") if self.config.use_padding_mask else None
         if pad is not None:
             if pad.shape != (N, T):
@@ -186,8 +186,8 @@ class MultiheadAttention(Layer):
                      note="separate q/k/v; alone, the key bias has an exactly zero gradient (softmax shift)"),
             GradCase({"heads": 2, "causal": True}, (5, 4)),
             GradCase({"heads": 2}, (4, 4), extra={"ctx": {"key_padding_mask": pad}}, note="key padding"),
-            GradCase({"heads": 2, "causal": True}, (4, 4), extra={"ctx": {"key_padding_mask": pad[::-1].copy()}},
-                     note="causal + padding; two queries see only padding"),
+            GradCase({"heads": 2, "causal": True}, (4, 4), extra={"ctx": {"key_padding_mask": pad[:, ::-1].copy()}},
+                     note="causal + padding in front: some queries see only padding"),
             GradCase({"heads": 2, "dropout": 0.3}, (4, 4), note="attention dropout, training"),
             GradCase({"heads": 2, "dropout": 0.3}, (4, 4), training=False, note="eval: no dropout"),
         ]
