@@ -152,6 +152,9 @@ def train(cfg: ExperimentConfig | None, runs_root: Path | str = "runs", *, base_
     if resume is not None:
         run_dir = find_run(resume)
         ckpt = run_dir / "checkpoints" / "last.npz"
+        if not ckpt.exists():
+            raise RunError(f"{run_dir}: no checkpoint to resume from (the run stopped before writing its first); "
+                           "start it again")
         arrays, meta = load_checkpoint(ckpt)
         if cfg is None:
             cfg, source = load_config(run_dir / "config.yaml"), run_dir / "config.yaml"
