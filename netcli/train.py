@@ -251,7 +251,8 @@ class Trainer:
         bs, spe, samples = cfg.data.batch_size, exp.steps_per_epoch, 0
         metrics: dict[str, float] = {}  # of the last finished epoch
         self.log.lines = state.log_lines
-        with _graceful_stop(self):
+        # numpy's overflow warnings are noise here: the divergence guard names what went non-finite
+        with _graceful_stop(self), np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             stopped = self.stop_reason(state)  # a resumed run may have nothing left to do
             while state.epoch < cfg.train.epochs and not stopped:
                 if state.epoch_rng is None:
