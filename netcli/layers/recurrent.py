@@ -42,27 +42,48 @@ from .base import GradCase, Layer, LayerConfig, ShapeError, register_layer
 INITS = ("torch", *(i for i in I.INITS if i != "auto"))
 
 
-def _project(x, W_ih, b):
-    """Input projection of every step at once: x (N, T, F) -> (T, N, G*H) time-major, and x as (T*N, F)."""
+class Workspace:
+    """Named scratch arrays, reused from call to call while shape and dtype stay the same.
+
+    Fresh multi-megabyte arrays are page-faulted in on first touch, which costs as much as a
+    good part of the math here; the layers keep one workspace per direction. Arrays handed out
+    are overwritten by the next call that uses the same workspace.
+    """
+
+    def __init__(self):
+        self.arrays: dict[str, np.ndarray] = {}
+
+    def __call__(self, name, shape, dtype):
+        a = self.arrays.get(name)
+        if a is None or a.shape != shape or a.dtype != dtype:
+            a = self.arrays[name] = B.empty(shape, dtype=dtype)
+        return a
+
+
+def _project(ws, x, W_ih, b):
+    """Input projection of every step at once: x (N, T, F) -> A (T, N, G*H) time-major, and x as (T*N, F)."""
     N, T, F = x.shape
-    xt = x.transpose(1, 0, 2).reshape(T * N, F)  # (T*N, F), a time-major copy
-    A = xt @ W_ih.T  # (T*N, G*H)
+    xt = ws("xt", (T, N, F), x.dtype)
+    np.copyto(xt, x.transpose(1, 0, 2))
+    xt = xt.reshape(T * N, F)  # (T*N, F)
+    A = ws("A", (T * N, len(b)), x.dtype)
+    np.matmul(xt, W_ih.T, out=A)  # (T*N, G*H)
     A += b
     return A.reshape(T, N, -1), xt
 
 
-def _weight_grads(dA, xt, hs, W_ih):
+def _weight_grads(ws, dA, xt, hs, W_ih):
     """Weight gradients from all steps' pre-activation gradients at once.
 
-    dA (T, N, G*H), xt (T*N, F) the inputs, hs (T+1, N, H) the states (hs[0] = h0).
+    dA (T*N, G*H), xt (T*N, F) the inputs, hs (T+1, N, H) the states (hs[0] = h0).
     Returns dx (N, T, F), dW_ih (G*H, F), dW_hh (G*H, H), db (G*H,).
     """
-    T, N, GH = dA.shape
-    dA2 = dA.reshape(T * N, GH)  # (T*N, G*H)
-    dW_ih = dA2.T @ xt
-    dW_hh = dA2.T @ hs[:-1].reshape(T * N, -1)
-    dx = (dA2 @ W_ih).reshape(T, N, -1).transpose(1, 0, 2)
-    return dx, dW_ih, dW_hh, dA2.sum(axis=0)
+    T, N, H = hs.shape[0] - 1, hs.shape[1], hs.shape[2]
+    GH, F = W_ih.shape
+    dW_ih = np.matmul(dA.T, xt, out=ws("dW_ih", (GH, F), dA.dtype))
+    dW_hh = np.matmul(dA.T, hs[:-1].reshape(T * N, H), out=ws("dW_hh", (GH, H), dA.dtype))
+    dx = np.matmul(dA, W_ih, out=ws("dx", (T * N, F), dA.dtype))
+    return dx.reshape(T, N, F).transpose(1, 0, 2), dW_ih, dW_hh, dA.sum(axis=0)
 
 
 def _time_major(dys):
@@ -73,15 +94,20 @@ def _carry(dhT, h0):
     return np.zeros_like(h0) if dhT is None else np.array(dhT, dtype=h0.dtype)
 
 
+# The sequence functions below take x (N, T, F) batch first and keep their buffers time-major
+# (T, N, .), so each step's slice is contiguous. ``ws`` (a Workspace) holds the buffers; without
+# one they are fresh. The backward functions return arrays from the forward's workspace.
+
 # -- Elman RNN -----------------------------------------------------------------
-def rnn_forward(x, h0, W_ih, W_hh, b_ih, b_hh, nonlinearity="tanh"):
+def rnn_forward(x, h0, W_ih, W_hh, b_ih, b_hh, nonlinearity="tanh", ws=None):
     """h_t = act(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh).
 
     x (N, T, F), h0 (N, H) -> ys (N, T, H) (a view; ys[:, -1] is h_T), cache.
     """
-    A, xt = _project(x, W_ih, b_ih + b_hh)  # (T, N, H)
+    ws = ws or Workspace()
+    A, xt = _project(ws, x, W_ih, b_ih + b_hh)  # (T, N, H)
     T = A.shape[0]
-    hs = B.empty((T + 1, *h0.shape), dtype=h0.dtype)  # (T+1, N, H), hs[t+1] = h_t
+    hs = ws("hs", (T + 1, *h0.shape), h0.dtype)  # hs[t+1] = h_t
     hs[0] = h0
     for t in range(T):
         h = hs[t + 1]
@@ -91,22 +117,27 @@ def rnn_forward(x, h0, W_ih, W_hh, b_ih, b_hh, nonlinearity="tanh"):
             np.tanh(h, out=h)
         else:
             np.maximum(h, 0, out=h)
-    return hs[1:].transpose(1, 0, 2), (xt, hs, W_ih, W_hh, nonlinearity)
+    return hs[1:].transpose(1, 0, 2), (ws, xt, hs, W_ih, W_hh, nonlinearity)
 
 
 def rnn_backward(dys, dhT, cache):
     """dys (N, T, H) or None, dhT (N, H) or None -> dx, dh0, dW_ih, dW_hh, db_ih, db_hh."""
-    xt, hs, W_ih, W_hh, nonlinearity = cache
+    ws, xt, hs, W_ih, W_hh, nonlinearity = cache
     out = hs[1:]  # (T, N, H)
-    dA = 1 - out * out if nonlinearity == "tanh" else (out > 0).astype(out.dtype)  # act' from outputs
+    dA = ws("dA", out.shape, out.dtype)  # act' from the outputs, then dL/d pre-activation
+    if nonlinearity == "tanh":
+        np.multiply(out, out, out=dA)
+        np.subtract(1, dA, out=dA)
+    else:
+        np.greater(out, 0, out=dA)
     dyt = _time_major(dys)
     dh = _carry(dhT, hs[0])  # (N, H) dL/dh_t
     for t in reversed(range(len(out))):
         if dyt is not None:
             dh += dyt[t]
-        dA[t] *= dh  # dL/d pre-activation
+        dA[t] *= dh
         np.matmul(dA[t], W_hh, out=dh)
-    dx, dW_ih, dW_hh, db = _weight_grads(dA, xt, hs, W_ih)
+    dx, dW_ih, dW_hh, db = _weight_grads(ws, dA.reshape(-1, dA.shape[2]), xt, hs, W_ih)
     return dx, dh, dW_ih, dW_hh, db, db.copy()
 
 
@@ -118,27 +149,26 @@ def _lstm_scale(H, dtype):
     return s.reshape(-1)
 
 
-def lstm_forward(x, h0, c0, W_ih, W_hh, b_ih, b_hh):
+def lstm_forward(x, h0, c0, W_ih, W_hh, b_ih, b_hh, ws=None):
     """i, f, o = sigmoid(.), g = tanh(.) of W_ih x_t + b_ih + W_hh h_{t-1} + b_hh;
     c_t = f c_{t-1} + i g; h_t = o tanh(c_t).
 
     x (N, T, F), h0, c0 (N, H) -> ys (N, T, H) (a view; ys[:, -1] is h_T), c_T (N, H), cache.
     """
-    H = h0.shape[1]
-    # Fast gate activations: the pre-activations are kept negated, and doubled for g, so
-    # ONE exp over all four gates gives every gate through sigmoid(x) = 1 / (1 + exp(-x))
-    # and tanh(x) = 2 sigmoid(2x) - 1 (np.exp is about twice as fast as np.tanh).
-    s = _lstm_scale(H, h0.dtype)  # (4H,)
-    A, xt = _project(x, W_ih, b_ih + b_hh)  # (T, N, 4H)
-    A *= s
+    ws = ws or Workspace()
+    N, H, dt = h0.shape[0], h0.shape[1], h0.dtype
+    # Fast gate activations: the pre-activations are computed negated, and doubled for g (the
+    # weights are scaled by s), so ONE exp over all four gates gives every gate through
+    # sigmoid(x) = 1 / (1 + exp(-x)) and tanh(x) = 2 sigmoid(2x) - 1 (np.exp is about twice as
+    # fast as np.tanh).
+    s = _lstm_scale(H, dt)  # (4H,)
+    A, xt = _project(ws, x, W_ih * s[:, None], (b_ih + b_hh) * s)  # (T, N, 4H)
     W_hh_s = W_hh * s[:, None]  # (4H, H)
-    T, N = A.shape[:2]
-    hs = B.empty((T + 1, N, H), dtype=h0.dtype)  # hs[t+1] = h_t
-    cs = B.empty((T + 1, N, H), dtype=h0.dtype)  # cs[t+1] = c_t
-    tcs = B.empty((T, N, H), dtype=h0.dtype)  # tanh(c_t)
+    T = A.shape[0]
+    hs, cs = ws("hs", (T + 1, N, H), dt), ws("cs", (T + 1, N, H), dt)  # hs[t+1] = h_t, cs[t+1] = c_t
+    tcs, fc, ig = (ws(name, (T, N, H), dt) for name in ("tcs", "fc", "ig"))  # tanh(c_t), f c_{t-1}, i g
     hs[0], cs[0] = h0, c0
-    rec = B.empty((N, 4 * H), dtype=h0.dtype)
-    ig = B.empty((N, H), dtype=h0.dtype)
+    rec = ws("rec", (N, 4 * H), dt)
     with np.errstate(over="ignore"):  # exp(-x) = inf for very negative x gives sigmoid 0, as it should
         for t in range(T):
             a = A[t]  # (N, 4H)
@@ -150,31 +180,38 @@ def lstm_forward(x, h0, c0, W_ih, W_hh, b_ih, b_hh):
             i, f, g, o = a[:, :H], a[:, H:2 * H], a[:, 2 * H:3 * H], a[:, 3 * H:]
             g *= 2
             g -= 1
-            c = cs[t + 1]
-            np.multiply(f, cs[t], out=c)
-            np.multiply(i, g, out=ig)
-            c += ig
-            np.tanh(c, out=tcs[t])
+            np.multiply(f, cs[t], out=fc[t])
+            np.multiply(i, g, out=ig[t])
+            np.add(fc[t], ig[t], out=cs[t + 1])
+            np.tanh(cs[t + 1], out=tcs[t])
             np.multiply(o, tcs[t], out=hs[t + 1])
-    return hs[1:].transpose(1, 0, 2), cs[T], (xt, hs, cs, tcs, A, W_ih, W_hh)
+    return hs[1:].transpose(1, 0, 2), cs[T], (ws, xt, hs, tcs, fc, ig, A, W_ih, W_hh)
 
 
 def lstm_backward(dys, dhT, dcT, cache):
     """dys (N, T, H) or None, dhT, dcT (N, H) or None -> dx, dh0, dc0, dW_ih, dW_hh, db_ih, db_hh."""
-    xt, hs, cs, tcs, A, W_ih, W_hh = cache
+    ws, xt, hs, tcs, fc, ig, A, W_ih, W_hh = cache
     T, N, H4 = A.shape
-    H = H4 // 4
+    H, dt = H4 // 4, A.dtype
     i, f, g, o = (A[..., k * H:(k + 1) * H] for k in range(4))  # gate activations (T, N, H)
-    # Per-step factors, for all steps at once:
-    #   dL/d(i, f, g pre-activations) = dc_t * m[t]     dL/d(o pre-activation) = dh_t * mo[t]
-    #   dc_t = dc_{t+1} f_{t+1} + dh_t * k[t]
-    m = B.empty((T, N, 3, H), dtype=A.dtype)
-    np.multiply(g, i * (1 - i), out=m[:, :, 0])
-    np.multiply(cs[:-1], f * (1 - f), out=m[:, :, 1])
-    np.multiply(i, 1 - g * g, out=m[:, :, 2])
-    mo = tcs * o * (1 - o)
-    k = o * (1 - tcs * tcs)
-    dA = B.empty((T, N, 4, H), dtype=A.dtype)  # gate pre-activation gradients (i, f, g, o)
+    # Per-step factors, for all steps at once (written with the products kept by forward):
+    #   dL/d(i, f, g pre-activations) = dc_t * m[t],  m = (g i(1-i), c_{t-1} f(1-f), i (1-g^2))
+    #   dL/d(o pre-activation) = dh_t * mo[t],        mo = tanh(c_t) o(1-o) = h_t (1-o)
+    #   dc_t = dc_{t+1} f_{t+1} + dh_t * k[t],        k = o (1 - tanh(c_t)^2) = o - h_t tanh(c_t)
+    m = ws("m", (T, N, 3, H), dt)
+    mi, mf, mg = m[:, :, 0], m[:, :, 1], m[:, :, 2]
+    np.subtract(1, i, out=mi)
+    mi *= ig
+    np.subtract(1, f, out=mf)
+    mf *= fc
+    np.multiply(ig, g, out=mg)
+    np.subtract(i, mg, out=mg)
+    mo, k = ws("mo", (T, N, H), dt), ws("k", (T, N, H), dt)
+    np.subtract(1, o, out=mo)
+    mo *= hs[1:]
+    np.multiply(hs[1:], tcs, out=k)
+    np.subtract(o, k, out=k)
+    dA = ws("dA", (T, N, 4, H), dt)  # gate pre-activation gradients (i, f, g, o)
     dyt = _time_major(dys)
     dh = _carry(dhT, hs[0])  # dL/dh_t
     dc = _carry(dcT, hs[0])  # dL/dc_t, through c only so far
@@ -188,67 +225,73 @@ def lstm_backward(dys, dhT, dcT, cache):
         np.multiply(dh, mo[t], out=dA[t, :, 3])
         np.matmul(dA[t].reshape(N, H4), W_hh, out=dh)
         dc *= f[t]
-    dA = dA.reshape(T, N, H4)
-    dx, dW_ih, dW_hh, db = _weight_grads(dA, xt, hs, W_ih)
+    dx, dW_ih, dW_hh, db = _weight_grads(ws, dA.reshape(T * N, H4), xt, hs, W_ih)
     return dx, dh, dc, dW_ih, dW_hh, db, db.copy()
 
 
 # -- GRU -----------------------------------------------------------------------
-def gru_forward(x, h0, W_ih, W_hh, b_ih, b_hh):
+def gru_forward(x, h0, W_ih, W_hh, b_ih, b_hh, ws=None):
     """r, z = sigmoid(W_i. x_t + b_i. + W_h. h + b_h.); n = tanh(W_in x_t + b_in + r (W_hn h + b_hn));
     h_t = (1 - z) n + z h_{t-1}   (PyTorch's GRU).
 
     x (N, T, F), h0 (N, H) -> ys (N, T, H) (a view; ys[:, -1] is h_T), cache.
     """
-    H = h0.shape[1]
-    A, xt = _project(x, W_ih, b_ih)  # (T, N, 3H): input parts of r, z, n
-    T, N = A.shape[:2]
-    # r and z use the same negated-pre-activation trick as the LSTM (one exp, then 1 / (1 + e)).
-    A[..., :2 * H] *= -1
-    W_hh_s, b_hh_s = W_hh.copy(), b_hh.copy()
-    W_hh_s[:2 * H] *= -1
-    b_hh_s[:2 * H] *= -1
-    hs = B.empty((T + 1, N, H), dtype=h0.dtype)  # hs[t+1] = h_t
-    hn = B.empty((T, N, H), dtype=h0.dtype)  # W_hn h_{t-1} + b_hn
+    ws = ws or Workspace()
+    N, H, dt = h0.shape[0], h0.shape[1], h0.dtype
+    # r and z use the LSTM's trick: their pre-activations come out negated (one exp, then
+    # 1 / (1 + e)); their hidden biases join the input projection, b_hn stays inside r (...).
+    s = np.ones(3 * H, dtype=dt)
+    s[:2 * H] = -1
+    b = b_ih.copy()
+    b[:2 * H] += b_hh[:2 * H]
+    A, xt = _project(ws, x, W_ih * s[:, None], b * s)  # (T, N, 3H): input parts of r, z, n
+    W_hh_s = W_hh * s[:, None]  # (3H, H)
+    b_hn = b_hh[2 * H:]
+    T = A.shape[0]
+    hs = ws("hs", (T + 1, N, H), dt)  # hs[t+1] = h_t
+    hn, rhn, zd = (ws(name, (T, N, H), dt) for name in ("hn", "rhn", "zd"))  # W_hn h + b_hn, r hn, z (h - n)
     hs[0] = h0
-    rec = B.empty((N, 3 * H), dtype=h0.dtype)
+    rec = ws("rec", (N, 3 * H), dt)
     with np.errstate(over="ignore"):
         for t in range(T):
             a = A[t]  # (N, 3H)
             np.matmul(hs[t], W_hh_s.T, out=rec)
-            rec += b_hh_s
             rz = a[:, :2 * H]
             rz += rec[:, :2 * H]
             np.exp(rz, out=rz)
             rz += 1
             np.reciprocal(rz, out=rz)
             r, z, n = a[:, :H], a[:, H:2 * H], a[:, 2 * H:]
-            np.copyto(hn[t], rec[:, 2 * H:])
-            np.multiply(r, hn[t], out=rec[:, 2 * H:])
-            n += rec[:, 2 * H:]
+            np.add(rec[:, 2 * H:], b_hn, out=hn[t])
+            np.multiply(r, hn[t], out=rhn[t])
+            n += rhn[t]
             np.tanh(n, out=n)
-            h = hs[t + 1]
-            np.subtract(hs[t], n, out=h)
-            h *= z
-            h += n
-    return hs[1:].transpose(1, 0, 2), (xt, hs, hn, A, W_ih, W_hh)
+            np.subtract(hs[t], n, out=zd[t])
+            zd[t] *= z
+            np.add(zd[t], n, out=hs[t + 1])
+    return hs[1:].transpose(1, 0, 2), (ws, xt, hs, rhn, zd, A, W_ih, W_hh)
 
 
 def gru_backward(dys, dhT, cache):
     """dys (N, T, H) or None, dhT (N, H) or None -> dx, dh0, dW_ih, dW_hh, db_ih, db_hh."""
-    xt, hs, hn, A, W_ih, W_hh = cache
+    ws, xt, hs, rhn, zd, A, W_ih, W_hh = cache
     T, N, H3 = A.shape
-    H = H3 // 3
+    H, dt = H3 // 3, A.dtype
     r, z, n = A[..., :H], A[..., H:2 * H], A[..., 2 * H:]  # (T, N, H)
-    # Per-step factors for all steps: with dh_t the gradient at h_t,
-    #   da_n = dh pn,   da_r = da_n pr,   da_z = dh pz   (pre-activation gradients)
-    pn = (1 - z) * (1 - n * n)
-    pr = hn * r * (1 - r)
-    pz = (hs[:-1] - n) * z * (1 - z)
+    # Per-step factors for all steps: with dh_t the gradient at h_t, the pre-activation gradients are
+    #   da_n = dh pn, pn = (1-z)(1-n^2);  da_r = da_n pr, pr = hn r(1-r);  da_z = dh pz, pz = (h-n) z(1-z)
+    omz, pz, pn, pr = (ws(name, (T, N, H), dt) for name in ("omz", "pz", "pn", "pr"))
+    np.subtract(1, z, out=omz)
+    np.multiply(zd, omz, out=pz)
+    np.multiply(n, n, out=pn)
+    np.subtract(1, pn, out=pn)
+    pn *= omz
+    np.subtract(1, r, out=pr)
+    pr *= rhn
     # One buffer holds (da_n, da_r, da_z, r da_n) per step: columns [H:4H] are the gradient of
     # the hidden projection (r, z, n order) and [0:3H] that of the input projection in (n, r, z)
     # order, so both are plain slices (rolled back to r, z, n after the loop).
-    D = B.empty((T, N, 4 * H), dtype=A.dtype)
+    D = ws("D", (T, N, 4 * H), dt)
     dyt = _time_major(dys)
     dh = _carry(dhT, hs[0])  # dL/dh_t
     tmp = np.empty_like(dh)
@@ -266,9 +309,10 @@ def gru_backward(dys, dhT, cache):
         dh += tmp
     D2 = D.reshape(T * N, 4 * H)
     dGh, dGi = D2[:, H:], D2[:, :3 * H]  # (T*N, 3H) in (r, z, n) and (n, r, z) order
-    dW_hh = dGh.T @ hs[:-1].reshape(T * N, H)
+    dW_hh = np.matmul(dGh.T, hs[:-1].reshape(T * N, H), out=ws("dW_hh", (H3, H), dt))
     dW_ih = np.roll(dGi.T @ xt, -H, axis=0)  # (n, r, z) rows -> (r, z, n)
-    dx = (dGi @ np.roll(W_ih, H, axis=0)).reshape(T, N, -1).transpose(1, 0, 2)
+    dx = np.matmul(dGi, np.roll(W_ih, H, axis=0), out=ws("dx", (T * N, xt.shape[1]), dt))
+    dx = dx.reshape(T, N, -1).transpose(1, 0, 2)
     return dx, dh, dW_ih, dW_hh, np.roll(dGi.sum(axis=0), -H), dGh.sum(axis=0)
 
 
@@ -306,6 +350,7 @@ class _Recurrent(Layer):
             self.add_param(f"weight_hh{suffix}", self._init((GH, H), H))  # (G*H, H)
             self.add_param(f"bias_ih{suffix}", self._init((GH,), None))  # (G*H,)
             self.add_param(f"bias_hh{suffix}", self._init((GH,), None))  # (G*H,)
+        self.workspaces = [Workspace() for _ in self._directions()]  # buffers reused across steps
         H_out = H * len(self._directions())
         return (T, H_out) if self.config.return_sequences else (H_out,)
 
@@ -324,7 +369,8 @@ class _Recurrent(Layer):
         y = B.empty((x.shape[0], *self.out_shape), dtype=x.dtype)  # (N, T, dirs*H) or (N, dirs*H)
         self.caches = []
         for d, suffix in enumerate(self._directions()):
-            ys, cache = self._run(x[:, ::-1] if d else x, [self.params[n + suffix] for n in PARAM_NAMES])
+            weights = [self.params[n + suffix] for n in PARAM_NAMES]
+            ys, cache = self._run(x[:, ::-1] if d else x, weights, self.workspaces[d])
             self.caches.append(cache)
             if self.config.return_sequences:
                 y[..., d * H:(d + 1) * H] = ys[:, ::-1] if d else ys  # back in input order
@@ -346,7 +392,7 @@ class _Recurrent(Layer):
             dx = dx + (dxd[:, ::-1] if d else dxd)
         return np.ascontiguousarray(dx)  # (N, T, F)
 
-    def _run(self, x, weights):
+    def _run(self, x, weights, ws):
         """One direction: (ys (N, T, H), cache) from zero initial state."""
         raise NotImplementedError
 
@@ -380,8 +426,8 @@ class RNN(_Recurrent):
         type: Literal["rnn"] = "rnn"
         nonlinearity: Literal["tanh", "relu"] = Field("tanh", description="activation of the hidden state")
 
-    def _run(self, x, weights):
-        return rnn_forward(x, self._zeros_state(x), *weights, nonlinearity=self.config.nonlinearity)
+    def _run(self, x, weights, ws):
+        return rnn_forward(x, self._zeros_state(x), *weights, nonlinearity=self.config.nonlinearity, ws=ws)
 
     def _grad(self, dys, dhT, cache):
         dx, _, *grads = rnn_backward(dys, dhT, cache)
@@ -411,9 +457,9 @@ class LSTM(_Recurrent):
             self.params[f"bias_hh{suffix}"][H:2 * H] = 0
         return out_shape
 
-    def _run(self, x, weights):
+    def _run(self, x, weights, ws):
         h0 = self._zeros_state(x)
-        ys, _, cache = lstm_forward(x, h0, h0, *weights)
+        ys, _, cache = lstm_forward(x, h0, h0, *weights, ws=ws)
         return ys, cache
 
     def _grad(self, dys, dhT, cache):
@@ -430,8 +476,8 @@ class GRU(_Recurrent):
     class Config(RecurrentConfig):
         type: Literal["gru"] = "gru"
 
-    def _run(self, x, weights):
-        return gru_forward(x, self._zeros_state(x), *weights)
+    def _run(self, x, weights, ws):
+        return gru_forward(x, self._zeros_state(x), *weights, ws=ws)
 
     def _grad(self, dys, dhT, cache):
         dx, _, *grads = gru_backward(dys, dhT, cache)
