@@ -5,9 +5,10 @@
 
 For every workload the script first checks that netcli computes the right
 thing: the netcli model's weights are copied into the torch model, and
-netcli's float32 loss (or eval output), every parameter gradient and every
-parameter after one Adam step are compared with torch's computation in
-float64 (TOLERANCE and ADAM_TOLERANCE below). A mismatch aborts that workload
+netcli's float32 loss (or eval output) and every parameter gradient are compared with torch's
+computation in float64, with the same random draws (noise, timesteps), and
+netcli's Adam step with torch.optim.Adam's (float64) from the same gradients
+(TOLERANCE and ADAM_TOLERANCE below). A mismatch aborts that workload
 loudly, naming the arrays; a fast wrong engine cannot pass. (Torch's own
 float32 error against the same reference is printed too: the float64
 reference matters, e.g. torch's float32 post-norm transformer block gradients
@@ -41,6 +42,7 @@ import argparse
 import copy
 import gc
 import json
+import math
 import os
 import statistics
 import subprocess
@@ -63,7 +65,7 @@ from netcli.registry import LAYERS, MODELS
 
 LR = 1e-3
 TOLERANCE = 1e-4  # max |netcli - reference| / max |reference| for the loss, outputs and gradients
-ADAM_TOLERANCE = 0.05  # max |netcli - reference| / lr for the parameters after one Adam step
+ADAM_TOLERANCE = 1e-3  # max |netcli - torch.optim.Adam| / lr of the parameters after one step from netcli's gradients
 
 
 # -- workloads -------------------------------------------------------------------------------------
@@ -73,22 +75,44 @@ ADAM_TOLERANCE = 0.05  # max |netcli - reference| / lr for the parameters after 
 class Workload:
     """One model, batch and mode, described for both engines.
 
-    ``layers`` is the netcli layer list (the YAML's ``model.layers``);
-    ``torch_net`` builds the same network in torch; ``weights`` maps each
-    netcli parameter name to a torch parameter name, with True where the
-    torch array is the transpose (torch's Linear stores (out, in)).
+    ``model`` is the netcli model config (the YAML's ``model:`` section);
+    ``torch_net`` builds the same model in torch, an nn.Module whose forward
+    is the eval pass and whose ``loss(x, y)`` is the training loss;
+    ``weights`` maps each netcli parameter name to the torch one, with True
+    where the torch array is the transpose (torch's Linear stores (out, in)).
+    ``draws`` gives, for the check, the random draws (noise, timesteps) the
+    netcli model's next train step will make, from a copy of its generator.
     """
 
     name: str
     batch: int
     in_shape: tuple[int, ...]
-    layers: list
+    model: dict
     torch_net: Callable[[], nn.Module]
     weights: dict[str, tuple[str, bool]]
-    model: str = "classifier"  # or "regressor" (mse against a random target of the output's shape)
+    target: str = "labels"  # "labels" (10 classes), "same" (a random target of the input's shape) or "none"
     train: bool = True
-    needs: tuple[str, ...] = ()  # registered layer types the workload needs
-    notes: list[str] = field(default_factory=list)
+    draws: Callable | None = None
+
+    def needs(self) -> list[str]:
+        """Model types and layer types this workload needs that netcli has not registered (yet)."""
+        types = [self.model["type"]] if self.model["type"] not in MODELS else []
+        specs = [s for k, v in self.model.items() if isinstance(v, list) for s in v]
+        return types + [t for t in (s if isinstance(s, str) else s["type"] for s in specs) if t not in LAYERS]
+
+
+class Supervised(nn.Module):
+    """A network and its loss: cross-entropy on labels, or mse."""
+
+    def __init__(self, net: nn.Module, loss: nn.Module):
+        super().__init__()
+        self.net, self.loss_fn = net, loss
+
+    def forward(self, x):
+        return self.net(x)
+
+    def loss(self, x, y):
+        return self.loss_fn(self.net(x), y)
 
 
 class LastStep(nn.Module):
@@ -103,61 +127,158 @@ class LastStep(nn.Module):
         return self.fc(out[:, -1])
 
 
+class TorchVAE(nn.Module):
+    """netcli's vae model (bernoulli likelihood, beta 1): BCE on logits summed over pixels + KL, batch means."""
+
+    def __init__(self, pixels: int, hidden: int, latent: int):
+        super().__init__()
+        self.latent, self.fixed = latent, None
+        self.encoder = nn.Sequential(nn.Linear(pixels, hidden), nn.ReLU(), nn.Linear(hidden, 2 * latent))
+        self.decoder = nn.Sequential(nn.Linear(latent, hidden), nn.ReLU(), nn.Linear(hidden, pixels))
+
+    def loss(self, x, y):
+        mu, logvar = self.encoder(x).split(self.latent, dim=1)
+        std = torch.exp(0.5 * logvar)
+        eps = self.fixed[0] if self.fixed else torch.randn_like(std)
+        out = self.decoder(mu + std * eps)
+        recon = nn.functional.binary_cross_entropy_with_logits(out, x, reduction="sum")
+        kl = 0.5 * torch.sum(mu**2 + std**2 - 1 - logvar)
+        return (recon + kl) / len(x)
+
+
+class TorchDDPM(nn.Module):
+    """netcli's ddpm model (linear betas) with a time_mlp_denoiser, and its weight average (EMA) each step."""
+
+    def __init__(self, pixels: int, units: list[int], time_dim: int, T: int = 1000, ema_decay: float = 0.999):
+        super().__init__()
+        self.hidden = nn.ModuleList()
+        self.time_proj = nn.ModuleList()
+        width = pixels
+        for u in units:
+            self.hidden.append(nn.Linear(width, u))
+            self.time_proj.append(nn.Linear(time_dim, u, bias=False))
+            width = u
+        self.out = nn.Linear(width, pixels)
+        self.time_dim, self.T, self.ema_decay, self.fixed = time_dim, T, ema_decay, None
+        self.abar = np.cumprod(1 - np.linspace(1e-4, 0.02, T))  # float64, as netcli
+        self.ema: list[torch.Tensor] | None = None
+        self.ema_updates = 0
+
+    def embedding(self, t: np.ndarray, dtype) -> torch.Tensor:
+        half = self.time_dim // 2
+        angles = t.astype(np.float64)[:, None] * np.exp(-math.log(10000.0) * np.arange(half) / half)
+        return torch.from_numpy(np.concatenate([np.sin(angles), np.cos(angles)], axis=1)).to(dtype)
+
+    def denoise(self, x, t: np.ndarray):
+        emb = self.embedding(t, x.dtype)
+        h = x
+        for dense, proj in zip(self.hidden, self.time_proj):
+            h = torch.relu(dense(h) + proj(emb))
+        return self.out(h)
+
+    def update_ema(self) -> None:
+        params = [p.detach() for p in self.parameters()]
+        if self.ema is None:
+            self.ema = [p.clone() for p in params]
+        decay = min(self.ema_decay, (1 + self.ema_updates) / (10 + self.ema_updates))
+        torch._foreach_mul_(self.ema, decay)
+        torch._foreach_add_(self.ema, params, alpha=1 - decay)
+        self.ema_updates += 1
+
+    def loss(self, x, y):
+        if self.fixed:
+            t, eps = self.fixed
+        else:
+            self.update_ema()
+            t, eps = np.random.randint(0, self.T, len(x)), torch.randn_like(x)
+        ab = torch.from_numpy(self.abar[t])[:, None]
+        xt = (ab.sqrt() * (2 * x.double() - 1) + (1 - ab).sqrt() * eps.double()).to(x.dtype)
+        return nn.functional.mse_loss(self.denoise(xt, t), eps)
+
+
 def dense_weights(pairs: dict[str, str]) -> dict[str, tuple[str, bool]]:
-    """netcli dense prefix -> torch Linear prefix, for W (transposed) and b."""
+    """netcli dense prefix -> torch Linear prefix, for W (transposed) and b (none for a prefix ending in '!')."""
     out = {}
     for ours, theirs in pairs.items():
-        out[f"{ours}.W"] = (f"{theirs}.weight", True)
-        out[f"{ours}.b"] = (f"{theirs}.bias", False)
+        out[f"{ours.rstrip('!')}.W"] = (f"{theirs}.weight", True)
+        if not ours.endswith("!"):
+            out[f"{ours}.b"] = (f"{theirs}.bias", False)
     return out
+
+
+def classifier(layers: list) -> dict:
+    return {"type": "classifier", "layers": layers}
+
+
+def mlp() -> Workload:
+    return Workload("mlp_train", 64, (784,), classifier([{"type": "dense", "units": 256}, "relu",
+                                                        {"type": "dense", "units": 10}]),
+                    lambda: Supervised(nn.Sequential(nn.Linear(784, 256), nn.ReLU(), nn.Linear(256, 10)),
+                                       nn.CrossEntropyLoss()),
+                    dense_weights({"net.0": "net.0", "net.2": "net.2"}))
 
 
 def cnn(batch: int, train: bool) -> Workload:
     layers = [{"type": "conv2d", "filters": 16, "kernel": 3, "padding": 1}, "relu", {"type": "maxpool2d", "size": 2},
               {"type": "conv2d", "filters": 32, "kernel": 3, "padding": 1}, "relu", {"type": "maxpool2d", "size": 2},
               "flatten", {"type": "dense", "units": 128}, "relu", {"type": "dense", "units": 10}]
-    net = lambda: nn.Sequential(  # noqa: E731
+    net = lambda: Supervised(nn.Sequential(  # noqa: E731
         nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
         nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Flatten(), nn.Linear(32 * 7 * 7, 128), nn.ReLU(), nn.Linear(128, 10))
-    weights = {"net.0.W": ("0.weight", False), "net.0.b": ("0.bias", False),
-               "net.3.W": ("3.weight", False), "net.3.b": ("3.bias", False),
-               **dense_weights({"net.7": "7", "net.9": "9"})}
-    return Workload(f"cnn_{'train' if train else 'eval'}", batch, (1, 28, 28), layers, net, weights, train=train,
-                    needs=("conv2d", "maxpool2d"))
+        nn.Flatten(), nn.Linear(32 * 7 * 7, 128), nn.ReLU(), nn.Linear(128, 10)), nn.CrossEntropyLoss())
+    weights = {"net.0.W": ("net.0.weight", False), "net.0.b": ("net.0.bias", False),
+               "net.3.W": ("net.3.weight", False), "net.3.b": ("net.3.bias", False),
+               **dense_weights({"net.7": "net.7", "net.9": "net.9"})}
+    return Workload(f"cnn_{'train' if train else 'eval'}", batch, (1, 28, 28), classifier(layers), net, weights,
+                    train=train)
 
 
 def recurrent(kind: str) -> Workload:
     torch_rnn = {"lstm": nn.LSTM, "gru": nn.GRU}[kind]
-    weights = {f"net.0.{n}": (f"rnn.{n}_l0", False) for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")}
-    return Workload(f"{kind}_train", 64, (28, 28), [{"type": kind, "units": 128}, {"type": "dense", "units": 10}],
-                    lambda: LastStep(torch_rnn(28, 128, batch_first=True), 128, 10),
-                    {**weights, **dense_weights({"net.1": "fc"})}, needs=(kind,))
+    weights = {f"net.0.{n}": (f"net.rnn.{n}_l0", False) for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")}
+    return Workload(f"{kind}_train", 64, (28, 28),
+                    classifier([{"type": kind, "units": 128}, {"type": "dense", "units": 10}]),
+                    lambda: Supervised(LastStep(torch_rnn(28, 128, batch_first=True), 128, 10), nn.CrossEntropyLoss()),
+                    {**weights, **dense_weights({"net.1": "net.fc"})})
 
 
 def transformer() -> Workload:
-    block = "net.0.0"  # sublayers of a block: norm1, attn (qkv, out), drop1, norm2, dense, act, dropout, dense, dropout
-    weights = {f"{block}.0.gamma": ("norm1.weight", False), f"{block}.0.beta": ("norm1.bias", False),
-               f"{block}.3.gamma": ("norm2.weight", False), f"{block}.3.beta": ("norm2.bias", False),
-               f"{block}.1.0.W": ("self_attn.in_proj_weight", True), f"{block}.1.0.b": ("self_attn.in_proj_bias", False),
-               **dense_weights({f"{block}.1.1": "self_attn.out_proj", f"{block}.4": "linear1", f"{block}.7": "linear2"})}
+    block, t = "net.0.0", "net"  # sublayers of a block: norm1, attn (qkv, out), drop1, norm2, dense, act, drop, dense
+    weights = {f"{block}.0.gamma": (f"{t}.norm1.weight", False), f"{block}.0.beta": (f"{t}.norm1.bias", False),
+               f"{block}.3.gamma": (f"{t}.norm2.weight", False), f"{block}.3.beta": (f"{t}.norm2.bias", False),
+               f"{block}.1.0.W": (f"{t}.self_attn.in_proj_weight", True),
+               f"{block}.1.0.b": (f"{t}.self_attn.in_proj_bias", False),
+               **dense_weights({f"{block}.1.1": f"{t}.self_attn.out_proj", f"{block}.4": f"{t}.linear1",
+                                f"{block}.7": f"{t}.linear2"})}
     return Workload("transformer_train", 64, (32, 64),
-                    [{"type": "transformer_encoder", "heads": 4, "ffn": 128, "dropout": 0.0}],
-                    lambda: nn.TransformerEncoderLayer(64, 4, 128, dropout=0.0, batch_first=True),
-                    weights, model="regressor", needs=("transformer_encoder",))
+                    {"type": "regressor", "layers": [{"type": "transformer_encoder", "heads": 4, "ffn": 128,
+                                                      "dropout": 0.0}]},
+                    lambda: Supervised(nn.TransformerEncoderLayer(64, 4, 128, dropout=0.0, batch_first=True),
+                                       nn.MSELoss()),
+                    weights, target="same")
 
 
-WORKLOADS: list[Workload] = [
-    Workload("mlp_train", 64, (784,), [{"type": "dense", "units": 256}, "relu", {"type": "dense", "units": 10}],
-             lambda: nn.Sequential(nn.Linear(784, 256), nn.ReLU(), nn.Linear(256, 10)),
-             dense_weights({"net.0": "0", "net.2": "2"})),
-    cnn(64, True), cnn(256, True), cnn(64, False), cnn(256, False),
-    recurrent("lstm"), recurrent("gru"),
-    transformer(),
-]
+def vae() -> Workload:
+    model = {"type": "vae", "latent_dim": 20,
+             "encoder": [{"type": "dense", "units": 400}, "relu", {"type": "dense", "units": 40}],
+             "decoder": [{"type": "dense", "units": 400}, "relu", {"type": "dense", "units": 784}]}
+    return Workload("vae_train", 128, (784,), model, lambda: TorchVAE(784, 400, 20),
+                    dense_weights({f"{net}.{i}": f"{net}.{i}" for net in ("encoder", "decoder") for i in (0, 2)}),
+                    target="none", draws=lambda m, rng, x: (m.noise(len(x), rng),))
 
-# Workloads the brief lists that need model types netcli does not have yet.
-PENDING = {"vae_train": "the model type 'vae'", "ddpm_train": "a denoiser layer (netcli/layers/diffusion.py)"}
+
+def ddpm() -> Workload:
+    d = "denoiser.0"  # sublayers: hidden dense 0, 1, time projections 2, 3, activations 4, 5, output dense 6
+    weights = dense_weights({f"{d}.0": "hidden.0", f"{d}.1": "hidden.1", f"{d}.2!": "time_proj.0",
+                             f"{d}.3!": "time_proj.1", f"{d}.6": "out"})
+    return Workload("ddpm_train", 128, (784,),
+                    {"type": "ddpm", "denoiser": [{"type": "time_mlp_denoiser", "units": [512, 512], "time_dim": 64}]},
+                    lambda: TorchDDPM(784, [512, 512], 64), weights, target="none",
+                    draws=lambda m, rng, x: m.draw(x, rng))
+
+
+WORKLOADS: list[Workload] = [mlp(), cnn(64, True), cnn(256, True), cnn(64, False), cnn(256, False),
+                             recurrent("lstm"), recurrent("gru"), transformer(), vae(), ddpm()]
 
 
 # -- the two engines -----------------------------------------------------------------------------------
@@ -166,11 +287,12 @@ PENDING = {"vae_train": "the model type 'vae'", "ddpm_train": "a denoiser layer 
 class NetcliRunner:
     """The model built as the trainer builds it: the model type from its validated config, then Adam."""
 
-    def __init__(self, w: Workload, x: np.ndarray, y: np.ndarray, out_shape: tuple[int, ...]):
-        cls = MODELS.get(w.model)
-        self.model = cls(cls.Config(type=w.model, layers=w.layers), None)
-        info = SimpleNamespace(input_shape=w.in_shape, target_shape=out_shape if w.model == "regressor" else (),
-                               num_classes=10, task="classification" if w.model == "classifier" else "regression")
+    def __init__(self, w: Workload, x: np.ndarray, y: np.ndarray):
+        cls = MODELS.get(w.model["type"])
+        self.model = cls(cls.Config(**w.model), None)
+        info = SimpleNamespace(input_shape=w.in_shape, target_shape=w.in_shape if w.target == "same" else (),
+                               num_classes=10 if w.target == "labels" else None,
+                               task="classification" if w.target == "labels" else "regression")
         self.model.setup(info, B.make_rng(0))
         self.optimizer = make_optimizer({"type": "adam", "lr": LR}, self.model.params())
         self.x, self.y, self.train = x, y, w.train
@@ -188,34 +310,34 @@ class TorchRunner:
         torch.manual_seed(0)
         self.net = w.torch_net()
         self.net.train(w.train)
-        self.loss = nn.CrossEntropyLoss() if w.model == "classifier" else nn.MSELoss()
         self.optimizer = torch.optim.Adam(self.net.parameters(), lr=LR)
         self.x, self.y, self.train = torch.from_numpy(x), torch.from_numpy(y), w.train
 
     def step(self) -> None:
         if self.train:
             self.optimizer.zero_grad()
-            self.loss(self.net(self.x), self.y).backward()
+            self.net.loss(self.x, self.y).backward()
             self.optimizer.step()
         else:
             with torch.no_grad():
                 self.net(self.x)
 
 
-def batch_data(w: Workload) -> tuple[np.ndarray, np.ndarray, tuple[int, ...]]:
-    """A fixed input batch in [0, 1) and targets: class labels, or (regressor) random outputs."""
+def batch_data(w: Workload) -> tuple[np.ndarray, np.ndarray]:
+    """A fixed input batch in [0, 1) and its targets: class labels, random outputs, or none (generative)."""
     rng = np.random.default_rng(1)
     x = rng.random((w.batch, *w.in_shape), dtype=np.float32)
-    if w.model == "classifier":
-        return x, rng.integers(0, 10, w.batch), (10,)
-    out_shape = w.in_shape  # the regressor workloads keep their input's shape
-    return x, rng.standard_normal((w.batch, *out_shape), dtype=np.float32), out_shape
+    if w.target == "labels":
+        return x, rng.integers(0, 10, w.batch)
+    if w.target == "same":
+        return x, rng.standard_normal(x.shape, dtype=np.float32)
+    return x, np.zeros(w.batch, dtype=np.int64)
 
 
 def build(w: Workload) -> tuple[NetcliRunner, TorchRunner]:
     """Both engines on the same batch, the torch model holding a copy of netcli's initial weights."""
-    x, y, out_shape = batch_data(w)
-    ours, theirs = NetcliRunner(w, x, y, out_shape), TorchRunner(w, x, y)
+    x, y = batch_data(w)
+    ours, theirs = NetcliRunner(w, x, y), TorchRunner(w, x, y)
     torch_params = dict(theirs.net.named_parameters())
     names = {n for n, _, _ in ours.model.params()}
     if names != set(w.weights) or {t for t, _ in w.weights.values()} != set(torch_params):
@@ -236,64 +358,69 @@ class MismatchError(AssertionError):
 
 
 def netcli_results(w: Workload, ours: NetcliRunner) -> dict[str, np.ndarray]:
-    """What the gate compares, in torch's orientation: the loss, every gradient and every parameter
-    after one Adam step (train), or the eval output. Steps the model once."""
+    """What the gate compares, in torch's orientation: the loss and every gradient (train) or the eval
+    output. Then takes the optimizer step, checked separately: the parameters must move as
+    torch.optim.Adam (float64) moves them given netcli's own gradients ("Adam step" in the result)."""
     if not w.train:
         return {"eval output": ours.model.predict(ours.x)}
     out = {"loss": np.array(ours.model.train_batch(ours.x, ours.y)["loss"])}
-    params = [(name, p, *w.weights[name]) for name, p, _ in ours.model.params()]
-    for (name, _, g), (_, p, _, transpose) in zip(ours.model.params(), params):
-        out[f"gradient of {name}"] = (g.T if transpose else g).copy()  # the step zeroes it
+    params = [(name, p, g, w.weights[name][1]) for name, p, g in ours.model.params()]
+    for name, _, g, transpose in params:
+        out[f"gradient of {name}"] = g.T if transpose else g
+    before = [torch.tensor(p, dtype=torch.float64) for _, p, _, _ in params]
+    for t, (_, _, g, _) in zip(before, params):
+        t.grad = torch.tensor(g, dtype=torch.float64)
+    torch.optim.Adam(before, lr=LR).step()
+    out = {k: np.array(v, dtype=np.float64) for k, v in out.items()}  # copies: the step zeroes the gradients
     ours.optimizer.step(LR)
-    for name, p, _, transpose in params:
-        out[f"{name} after an Adam step"] = p.T if transpose else p
+    out["Adam step"] = max(float(np.max(np.abs(p - t.detach().numpy()))) for (_, p, _, _), t in zip(params, before)) / LR
     return out
 
 
-def torch_results(w: Workload, net: nn.Module, runner: TorchRunner, dtype: torch.dtype) -> dict[str, np.ndarray]:
-    """The same for a copy of the torch model in ``dtype``, keyed by netcli's parameter names."""
+def torch_results(w: Workload, net: nn.Module, runner: TorchRunner, dtype: torch.dtype,
+                  draws: tuple | None) -> dict[str, np.ndarray]:
+    """The loss and gradients (or eval output) of a copy of the torch model in ``dtype``, keyed as netcli's."""
     net = copy.deepcopy(net).to(dtype)
     x = runner.x.to(dtype)
     y = runner.y.to(dtype) if runner.y.is_floating_point() else runner.y
     if not w.train:
         with torch.no_grad():
             return {"eval output": net(x).numpy()}
+    if draws is not None:  # netcli's noise and timesteps for this step
+        net.fixed = tuple(torch.from_numpy(d).to(dtype) if d.dtype.kind == "f" else d for d in draws)
     params = dict(net.named_parameters())
-    loss = runner.loss(net(x), y)
+    loss = net.loss(x, y)
     loss.backward()
-    out = {"loss": loss.detach().numpy()}
-    out.update({f"gradient of {name}": params[t].grad.numpy().copy() for name, (t, _) in w.weights.items()})
-    torch.optim.Adam(net.parameters(), lr=LR).step()
-    out.update({f"{name} after an Adam step": params[t].detach().numpy() for name, (t, _) in w.weights.items()})
-    return out
+    return {"loss": loss.detach().numpy(),
+            **{f"gradient of {name}": params[t].grad.numpy() for name, (t, _) in w.weights.items()}}
 
 
 def errors(got: dict[str, np.ndarray], ref: dict[str, np.ndarray]) -> dict[str, float]:
-    """Relative error of each array: max |got - ref| / max |ref|; for parameters after the Adam step
-    max |got - ref| / lr, since a step moves each entry by about lr (less where the gradient is ~0,
-    whose float32 rounding can change the move by a fraction of lr)."""
+    """max |got - ref| / max |ref| of each array in ``ref``."""
     out = {}
     for what, r in ref.items():
         g = np.asarray(got[what], dtype=np.float64)
         if g.shape != r.shape:
             raise MismatchError(f"{what}: shape {g.shape} != torch's {r.shape}")
-        scale = LR if what.endswith("Adam step") else max(float(np.max(np.abs(r))), 1e-12)
-        out[what] = float(np.max(np.abs(g - r))) / scale
+        out[what] = float(np.max(np.abs(g - r))) / max(float(np.max(np.abs(r))), 1e-12)
     return out
 
 
 def check(w: Workload, ours: NetcliRunner, theirs: TorchRunner) -> tuple[tuple[float, str], tuple[float, str]]:
-    """netcli (float32) against torch in float64 with the same weights: the loss and every gradient
-    within TOLERANCE, each parameter after one Adam step within ADAM_TOLERANCE * lr.
+    """netcli (float32) against torch in float64 with the same weights and random draws: the loss and
+    every gradient (or the eval output) within TOLERANCE, the Adam step within ADAM_TOLERANCE * lr.
 
     Returns the worst (error, array) of netcli and, for comparison, of torch in float32.
     Leaves the netcli model stepped once (the torch model is untouched).
     """
-    ref = torch_results(w, theirs.net, theirs, torch.float64)
-    ours_err = errors(netcli_results(w, ours), ref)
-    torch_err = errors(torch_results(w, theirs.net, theirs, torch.float32), ref)
-    bad = [f"{what}: {e:.3g}" for what, e in ours_err.items()
-           if not e <= (ADAM_TOLERANCE if what.endswith("Adam step") else TOLERANCE)]
+    draws = w.draws(ours.model, copy.deepcopy(ours.model.rng), ours.x) if w.draws else None
+    ref = torch_results(w, theirs.net, theirs, torch.float64, draws)
+    got = netcli_results(w, ours)
+    ours_err = errors(got, ref)
+    torch_err = errors(torch_results(w, theirs.net, theirs, torch.float32, draws), ref)
+    bad = [f"{what}: {e:.3g}" for what, e in ours_err.items() if not e <= TOLERANCE]
+    if w.train and not got["Adam step"] <= ADAM_TOLERANCE:
+        bad.append(f"Adam step: max |netcli - torch.optim.Adam| = {got['Adam step']:.3g} lr")
     if bad:
         raise MismatchError("; ".join(bad))
     worst = lambda errs: max((e, what) for what, e in errs.items())  # noqa: E731
@@ -336,8 +463,8 @@ def memory_child(name: str, batch: str, engine: str) -> None:
     w = next(w for w in WORKLOADS if w.name == name and w.batch == int(batch))
     torch.set_num_threads(1)
     with threadpool_limits(1, user_api="blas"):
-        x, y, out_shape = batch_data(w)
-        make = (lambda: NetcliRunner(w, x, y, out_shape)) if engine == "netcli" else (lambda: TorchRunner(w, x, y))
+        x, y = batch_data(w)
+        make = (lambda: NetcliRunner(w, x, y)) if engine == "netcli" else (lambda: TorchRunner(w, x, y))
         make().step()  # load code and thread pools; with the fixed mmap threshold its arrays go back to the OS
         gc.collect()
         with open("/proc/self/clear_refs", "w") as f:
@@ -393,9 +520,9 @@ def main() -> None:
     selected = [w for w in WORKLOADS if args.only is None or w.name in args.only]
     rows, failed = [], []
     for w in selected:
-        missing = [t for t in w.needs if t not in LAYERS]
+        missing = w.needs()
         if missing:
-            print(f"{w.name}: skipped, netcli has no {', '.join(missing)} layer yet")
+            print(f"{w.name}: skipped, netcli has no {', '.join(missing)} yet")
             continue
         try:
             ours, theirs = build(w)
@@ -412,9 +539,6 @@ def main() -> None:
             with threadpool_limits(threads, user_api="blas"):
                 t_ours, t_theirs = interleaved(ours.step, theirs.step, args.repeats, args.warmup)
             rows.append((w.name, w.batch, threads, t_ours * 1e3, t_theirs * 1e3, mem))
-    for name, why in PENDING.items():
-        if args.only is None or name in args.only:
-            print(f"{name}: skipped, it needs {why}, which netcli does not have yet")
 
     fmt = lambda m: "-" if m is None else f"{m:.1f}"  # noqa: E731
     print(f"\n{'workload':<18} {'batch':>5} {'threads':>7} {'netcli ms':>10} {'torch ms':>9} {'ratio':>6} "
