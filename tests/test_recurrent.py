@@ -210,3 +210,25 @@ def test_embedding_init_is_standard_normal_in_float_dtype(rng):
     w = layer.params["weight"]
     assert w.dtype == B.float_dtype()
     assert abs(w.mean()) < 0.02 and abs(w.std() - 1) < 0.02
+
+
+@pytest.mark.parametrize("cls", [RNN, LSTM, GRU])
+def test_reused_buffers_never_leak_between_calls(cls, rng):
+    """Layers reuse their workspaces: outputs and input gradients handed out stay intact, and a
+    change of batch size gives the same numbers as a fresh layer."""
+    layer = cls(units=H, return_sequences=True, bidirectional=True)
+    layer.setup((T, F), np.random.default_rng(1))
+    fresh = cls(units=H, return_sequences=True, bidirectional=True)
+    fresh.setup((T, F), np.random.default_rng(1))
+    x1, x2 = rng.standard_normal((3, T, F)), rng.standard_normal((2, T, F))
+    dy1, dy2 = rng.standard_normal((3, T, 2 * H)), rng.standard_normal((2, T, 2 * H))
+    y1 = layer.forward(x1, training=True)
+    dx1 = layer.backward(dy1)
+    y1_kept, dx1_kept = y1.copy(), dx1.copy()
+    y2 = layer.forward(x2, training=True)
+    dx2 = layer.backward(dy2)
+    np.testing.assert_array_equal(y1, y1_kept)
+    np.testing.assert_array_equal(dx1, dx1_kept)
+    np.testing.assert_array_equal(y2, fresh.forward(x2, training=True))
+    np.testing.assert_array_equal(dx2, fresh.backward(dy2))
+    np.testing.assert_array_equal(layer.forward(x1, training=True), y1_kept)

@@ -380,7 +380,7 @@ class _Recurrent(Layer):
 
     def backward(self, dy):
         H = self.config.units
-        dx = 0
+        dx = B.zeros((dy.shape[0], *self.in_shape), dtype=dy.dtype)  # (N, T, F)
         for d, suffix in enumerate(self._directions()):
             part = dy[..., d * H:(d + 1) * H]  # (N, T, H) or (N, H)
             if self.config.return_sequences:
@@ -389,8 +389,8 @@ class _Recurrent(Layer):
                 dxd, grads = self._grad(None, part, self.caches[d])
             for n, g in zip(PARAM_NAMES, grads):
                 self.grads[n + suffix] += g
-            dx = dx + (dxd[:, ::-1] if d else dxd)
-        return np.ascontiguousarray(dx)  # (N, T, F)
+            dx += dxd[:, ::-1] if d else dxd
+        return dx
 
     def _run(self, x, weights, ws):
         """One direction: (ys (N, T, H), cache) from zero initial state."""
