@@ -8,6 +8,7 @@ from __future__ import annotations
 import functools
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import List, Optional
 
@@ -15,6 +16,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
+from rich.text import Text
 
 from .train import Reporter
 
@@ -22,8 +24,8 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
                   help="Declarative neural-network training on a numpy engine.")
 data_app = typer.Typer(no_args_is_help=True, help="Fetch, verify and list data sets.")
 app.add_typer(data_app, name="data")
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False)
+out = Console(highlight=False, soft_wrap=True, markup=False)  # paths and names print as they are
+err = Console(stderr=True, highlight=False, markup=False)
 _debug = {"on": False}
 
 
@@ -33,7 +35,10 @@ def _root(debug: bool = typer.Option(False, "--debug", help="show tracebacks of 
 
 
 def user_errors(fn):
-    """Turn a user's mistake into one line a problem and exit code 2 (3 for a diverged run)."""
+    """Turn a user's mistake into one line a problem and exit code 2 (3 for a diverged run).
+
+    Warnings (e.g. a cached data set that failed its check and is fetched again) print as one line too.
+    """
 
     @functools.wraps(fn)
     def run(*args, **kwargs):
@@ -42,18 +47,28 @@ def user_errors(fn):
         from .registry import UnknownNameError
 
         try:
-            return fn(*args, **kwargs)
-        except (UserError, DataError, UnknownNameError) as e:
+            with warnings.catch_warnings():
+                warnings.showwarning = lambda message, *_, **__: _say("warning:", "yellow", str(message))
+                return fn(*args, **kwargs)
+        except (UserError, DataError, UnknownNameError, MemoryError) as e:
             if _debug["on"]:
                 raise
-            for line in str(e).splitlines() or [e.__class__.__name__]:
-                err.print(f"[red]error:[/red] {line}", markup=True, soft_wrap=True)
+            text = str(e)
+            if isinstance(e, MemoryError):  # e.g. activations of a huge batch; numpy says how much it wanted
+                text = f"out of memory ({text or 'MemoryError'}); use a smaller model or batch_size"
+            for line in text.splitlines() or [e.__class__.__name__]:
+                _say("error:", "red", line)
             raise typer.Exit(getattr(e, "exit_code", 2))
         except KeyboardInterrupt:
             err.print("interrupted")
             raise typer.Exit(130)
 
     return run
+
+
+def _say(label: str, style: str, text: str) -> None:
+    """One line on stderr; ``text`` is shown as it is (a user's '[x]' is not rich markup)."""
+    err.print(Text.assemble((label, style), " ", text), soft_wrap=True)
 
 
 SET_HELP = "override a config value, e.g. --set optimizer.lr=3e-4 (repeatable)"

@@ -7,6 +7,7 @@ the one source of truth for its YAML shape.
 from __future__ import annotations
 
 import difflib
+import math
 import typing
 from pathlib import Path
 from typing import Annotated, Any, Literal, Optional, Union
@@ -108,8 +109,11 @@ def config_from_dict(raw: dict, source: str = "<config>") -> ExperimentConfig:
 def parse_yaml(text: str, source: str) -> tuple[dict, dict[tuple, int]]:
     """Safe-load YAML; return the data and a map from key path to line number."""
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.load(text, Loader=_NoAliasLoader)
+        loader = _ConfigLoader(text)
+        node = loader.get_single_node()
+        data = loader.construct_document(node) if node is not None else None
+    except RecursionError:
+        raise ConfigError([f"{source}: nested too deeply to be a config"]) from None
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         line = f":{mark.line + 1}" if mark else ""
@@ -128,8 +132,11 @@ def parse_yaml(text: str, source: str) -> tuple[dict, dict[tuple, int]]:
     return data, lines
 
 
-class _NoAliasLoader(yaml.SafeLoader):
-    """Safe loading without anchors and aliases (they could blow a small file up exponentially)."""
+class _ConfigLoader(yaml.SafeLoader):
+    """Safe loading without anchors and aliases (they could blow a small file up exponentially), and
+    without deep flow nesting (PyYAML's scanner slows down with the square of it: 8000 '[' take 12 s)."""
+
+    MAX_FLOW_DEPTH = 100
 
     def compose_node(self, parent, index):
         if self.check_event(yaml.AliasEvent):
@@ -137,6 +144,12 @@ class _NoAliasLoader(yaml.SafeLoader):
             raise yaml.composer.ComposerError(None, None, "YAML aliases (*name) are not allowed in configs",
                                               event.start_mark)
         return super().compose_node(parent, index)
+
+    def fetch_flow_collection_start(self, token_class):
+        if self.flow_level >= self.MAX_FLOW_DEPTH:
+            raise yaml.scanner.ScannerError(None, None, f"nested more than {self.MAX_FLOW_DEPTH} levels deep",
+                                            self.get_mark())
+        super().fetch_flow_collection_start(token_class)
 
 
 def _line_map(node, path: tuple, lines: dict, problems: list, source: str) -> None:
@@ -162,7 +175,9 @@ def apply_override(raw: dict, item: str, lines: dict) -> None:
         raise ConfigError([f"--set {item}: expected key.path=value"])
     parts: list[Any] = [int(p) if p.isdigit() else p for p in key.strip().split(".")]
     try:
-        parsed = yaml.load(value, Loader=_NoAliasLoader)
+        parsed = yaml.load(value, Loader=_ConfigLoader)
+    except RecursionError:
+        raise ConfigError([f"--set {key}: value nested too deeply"]) from None
     except yaml.YAMLError as e:
         raise ConfigError([f"--set {item}: value is not valid YAML ({getattr(e, 'problem', e)})"]) from None
     node: Any = raw
@@ -189,9 +204,26 @@ def apply_override(raw: dict, item: str, lines: dict) -> None:
 
 def validate(raw: dict, source: str, lines: dict) -> ExperimentConfig:
     try:
-        return ExperimentConfig.model_validate(raw)
+        cfg = ExperimentConfig.model_validate(raw)
     except ValidationError as e:
         raise ConfigError([format_error(err, source, lines) for err in e.errors()]) from None
+    problems = [f"{_where(source, lines, loc)}: {_dotted(loc)}: {why}" for loc, why in _unusable_values(cfg.model_dump())]
+    if problems:
+        raise ConfigError(problems)
+    return cfg
+
+
+def _unusable_values(value, loc: tuple = ()) -> list[tuple[tuple, str]]:
+    """Values no option can use: inf and nan numbers, NUL characters in paths."""
+    if isinstance(value, dict):
+        return [p for k, v in value.items() for p in _unusable_values(v, (*loc, k))]
+    if isinstance(value, list):
+        return [p for i, v in enumerate(value) for p in _unusable_values(v, (*loc, i))]
+    if isinstance(value, float) and not math.isfinite(value):
+        return [(loc, f"must be a finite number (got {value})")]
+    if isinstance(value, Path) and "\0" in str(value):
+        return [(loc, "a path cannot contain a NUL character")]
+    return []
 
 
 def format_error(err: dict, source: str, lines: dict) -> str:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 import time
 import zipfile
@@ -115,10 +116,16 @@ def find_run(path: str | Path) -> Path:
         raise RunError(f"{p}: no such run directory")
     if (p / "config.yaml").is_file():
         return p
-    runs = sorted(d for d in p.iterdir() if (d / "config.yaml").is_file())
+    runs = sorted((d for d in p.iterdir() if (d / "config.yaml").is_file()), key=_started)
     if not runs:
         raise RunError(f"{p}: not a run directory (no config.yaml)")
     return runs[-1]
+
+
+def _started(run: Path) -> tuple[str, int]:
+    """Sort key of run directories: <stamp>-10 came after <stamp>-9."""
+    m = re.fullmatch(r"(\d{8}-\d{6})(?:-(\d+))?", run.name)
+    return (m[1], int(m[2] or 0)) if m else (run.name, 0)
 
 
 class MetricsLog:
@@ -174,9 +181,13 @@ def load_checkpoint(path: Path) -> tuple[dict[str, np.ndarray], dict]:
     try:
         with np.load(path, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
+        if not all(isinstance(a, np.ndarray) for a in arrays.values()):  # a zip member that is not a .npy
+            raise ValueError("a member is not an array")
+        if "__meta__" not in arrays:
+            raise ValueError("no __meta__ record")
         meta = json.loads(arrays.pop("__meta__").tobytes().decode())
-    except (zipfile.BadZipFile, ValueError, KeyError, EOFError, OSError, UnicodeDecodeError) as e:
-        raise CheckpointError(f"{path}: damaged or not a netcli checkpoint ({e.__class__.__name__})") from None
+    except (zipfile.BadZipFile, ValueError, EOFError, OSError, MemoryError, RecursionError) as e:
+        raise CheckpointError(f"{path}: damaged or not a netcli checkpoint ({e.__class__.__name__}: {e})") from None
     if not isinstance(meta, dict) or meta.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{path}: not a netcli checkpoint (format {meta.get('format')!r})"
                               if isinstance(meta, dict) else f"{path}: not a netcli checkpoint")

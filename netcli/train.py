@@ -61,14 +61,19 @@ def build_experiment(cfg: ExperimentConfig, base_dir: Path | None = None, progre
     its key (``model.layers.3``), with the line in ``source`` when given.
     """
     B.set_float_dtype(cfg.dtype)
+    where = lambda *key: f"{locate(source, key) if source else '<config>'}: {'.'.join(map(str, key))}"
     splits = load_data(cfg.data, cfg.seed, base_dir=base_dir, progress=progress)
+    if len(splits.train_x) == 0:
+        raise ConfigError([f"{where('data')}: no training samples ({len(splits.val_x)} went to validation "
+                           f"with val_fraction {cfg.data.val_fraction})"])
     model = MODELS.get(cfg.model.type)(cfg.model, cfg.loss)
     try:
         model.setup(splits, B.make_rng(cfg.seed))
     except ShapeError as e:
-        key = ("model", *e.path)
-        where = locate(source, key) if source else "<config>"
-        raise ConfigError([f"{where}: {'.'.join(map(str, key))}: {e.message}"]) from None
+        raise ConfigError([f"{where('model', *e.path)}: {e.message}"]) from None
+    except MemoryError as e:  # numpy refuses an array larger than memory before touching any of it
+        raise ConfigError([f"{where('model')}: the parameters do not fit in memory ({e}); make the layers smaller"]) \
+            from None
     optimizer = OPTIMIZERS.get(cfg.optimizer.type)(cfg.optimizer, model.params())
     steps_per_epoch = math.ceil(len(splits.train_x) / cfg.data.batch_size)
     total = steps_per_epoch * cfg.train.epochs
@@ -77,7 +82,7 @@ def build_experiment(cfg: ExperimentConfig, base_dir: Path | None = None, progre
     try:
         schedule = make_schedule(cfg.schedule, cfg.optimizer.lr, total)
     except ValueError as e:  # e.g. more warmup steps than the run has
-        raise ConfigError([f"{locate(source, ('schedule',)) if source else '<config>'}: schedule: {e}"]) from None
+        raise ConfigError([f"{where('schedule')}: {e}"]) from None
     return Experiment(cfg, splits, model, optimizer, schedule, steps_per_epoch, total)
 
 
