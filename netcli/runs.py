@@ -210,8 +210,10 @@ def assign_arrays(path: Path, arrays: dict[str, np.ndarray], targets: dict[str, 
                 ([f"unexpected {', '.join(extra[:3])}"] if extra else []) + \
                 ([f"shape {', '.join(wrong[:3])}"] if wrong else [])
         raise CheckpointError(f"{path}: does not fit this model ({'; '.join(parts)})")
-    for k, t in targets.items():
-        if not np.all(np.isfinite(have[k])) and np.issubdtype(have[k].dtype, np.floating):
+    for k in targets:
+        if have[k].dtype.kind not in "biuf":
+            raise CheckpointError(f"{path}: {prefix}/{k} has dtype {have[k].dtype}, not numbers")
+        if not np.isfinite(have[k]).all():
             raise CheckpointError(f"{path}: {prefix}/{k} holds non-finite values")
     for k, t in targets.items():
         t[...] = have[k]

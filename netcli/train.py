@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from pydantic import TypeAdapter
 
 from . import __version__
 from . import backend as B
@@ -213,11 +214,11 @@ def restore(ckpt: Path, arrays: dict, meta: dict, exp: Experiment, data_rng) -> 
     assign_arrays(ckpt, arrays, {n: b for n, b, _, _ in exp.model.buffers()}, "buffer")
     try:
         exp.optimizer.load_state_dict({k[6:]: v for k, v in arrays.items() if k.startswith("optim/")})
-        state = TrainState(**meta["state"])
+        state = TypeAdapter(TrainState).validate_python(meta["state"])
         exp.model.rng.bit_generator.state = meta["model_rng"]
         data_rng.bit_generator.state = meta["data_rng"]
     except (KeyError, TypeError, ValueError) as e:
-        raise CheckpointError(f"{ckpt}: cannot resume from it ({e})") from None
+        raise CheckpointError(f"{ckpt}: cannot resume from it ({' '.join(str(e).split())})") from None
     return state
 
 

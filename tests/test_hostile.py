@@ -308,8 +308,9 @@ def trained(tiny):
 def bad_checkpoints(good: bytes, other: bytes) -> dict[str, tuple[bytes, str]]:
     members = {n: zipfile.ZipFile(io.BytesIO(good)).read(n) for n in zipfile.ZipFile(io.BytesIO(good)).namelist()}
     first_param = next(n for n in members if n.startswith("param/"))
-    pickled = io.BytesIO()
+    pickled, text = io.BytesIO(), io.BytesIO()
     np.save(pickled, np.array([{}], dtype=object), allow_pickle=True)
+    np.save(text, np.full(np.load(io.BytesIO(members[first_param])).shape, "a"))
     meta = lambda obj: np.frombuffer(json.dumps(obj).encode(), np.uint8)  # noqa: E731
     return {
         "truncated": (good[: len(good) // 2], "damaged or not a netcli checkpoint"),
@@ -321,6 +322,7 @@ def bad_checkpoints(good: bytes, other: bytes) -> dict[str, tuple[bytes, str]]:
         "a foreign format": (npz_of(__meta__=meta({"format": "other/1"})), "not a netcli checkpoint"),
         "a pickled member": (zip_of({**members, first_param: pickled.getvalue()}), "damaged or not a netcli checkpoint"),
         "a non-array member": (zip_of({**members, first_param: b"not an array"}), "a member is not an array"),
+        "text of the right shape": (zip_of({**members, first_param: text.getvalue()}), "has dtype <U1, not numbers"),
         "another model's (renamed)": (other, "does not fit this model"),
         "no params, only a meta record": (npz_of(__meta__=meta({"format": "netcli-checkpoint/1"})),
                                           "does not fit this model"),
@@ -346,6 +348,10 @@ def test_bad_checkpoints_for_resume(trained):
     cases["another model's (renamed)"] = (cases["another model's (renamed)"][0],
                                           "the config differs from the one the run was trained with")
     cases["no params, only a meta record"] = (cases["no params, only a meta record"][0], "holds no valid netcli config")
+    arrays, meta = load_checkpoint(run / "checkpoints" / "last.npz")
+    meta["state"]["step"] = "many"
+    cases["a state that is not one"] = (npz_of(**arrays, __meta__=np.frombuffer(json.dumps(meta).encode(), np.uint8)),
+                                        "cannot resume from it (1 validation error for TrainState step")
     for what, (data, fragment) in cases.items():
         (run / "checkpoints" / "last.npz").write_bytes(data)
         r = invoke("train", "--resume", run, "--quiet")
