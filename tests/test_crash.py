@@ -148,7 +148,7 @@ def test_a_signal_checkpoints_at_the_next_step_and_says_how_to_resume(data, stra
     root = tmp_path / "runs"
     proc = subprocess.Popen([sys.executable, "-c", "from netcli.cli import main; main()", "train",
                              str(data / "crash.yaml"), "--runs-dir", str(root), "--quiet",
-                             "--set", "train.checkpoint_every=1000"],
+                             "--set", "train.checkpoint_every=5"],  # ~1 s of training: the signal comes well before
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         wait_for(lambda: any(root.glob("crash/*/metrics.jsonl")))  # training has begun
@@ -178,8 +178,12 @@ def _cli(args):
 
 
 def test_sigkill_at_random_moments_always_leaves_a_checkpoint_that_resumes(data, straight, tmp_path):
-    """Kill training 25 times at random moments (forked children, so no interpreter start-up per kill)."""
-    root, rng, kills, run = tmp_path / "runs", np.random.default_rng(7), 0, None
+    """Kill training 25 times at random moments (forked children, so no interpreter start-up per kill).
+
+    Each kill is followed by a check of the checkpoint and a resume (killed again, mostly); a run that
+    gets to its end is compared with the one never killed and a new run is started.
+    """
+    root, rng, kills, finished, run = tmp_path / "runs", np.random.default_rng(7), 0, 0, None
     exp = build_experiment(load_config(data / "crash.yaml"))
     fork = multiprocessing.get_context("fork")
     while kills < 25:
@@ -188,30 +192,34 @@ def test_sigkill_at_random_moments_always_leaves_a_checkpoint_that_resumes(data,
         child = fork.Process(target=_cli, args=(args + ["--runs-dir", str(root), "--quiet"],))
         child.start()
         child.join(rng.uniform(0.01, 0.25))  # a checkpoint takes ~10 ms (fsync), a step less
-        if child.exitcode is not None:  # it finished first
-            assert child.exitcode == 0
-            break
-        os.kill(child.pid, signal.SIGKILL)
-        child.join()
-        kills += 1
-        if run is None:  # killed in a fresh run: before its first checkpoint there may be none
-            (fresh,) = new_runs(root, before) or [None]
-            if fresh is None or not (fresh / "checkpoints" / "last.npz").exists():
-                continue
-            run = fresh
-        ckpt = run / "checkpoints" / "last.npz"
+        if child.exitcode is None:
+            os.kill(child.pid, signal.SIGKILL)
+            child.join()
+            kills += 1
+        run = run or (new_runs(root, before) or [None])[0]
+        if child.exitcode == 0:  # it got to the end first
+            assert_same_run(straight, run)
+            finished, run = finished + 1, None
+            continue
+        assert child.exitcode == -signal.SIGKILL
+        ckpt = run / "checkpoints" / "last.npz" if run else None
+        if ckpt is None or not ckpt.exists():  # killed before the first checkpoint of a fresh run
+            run = None
+            continue
         arrays, meta = load_checkpoint(ckpt)  # whole, never half-written
         restore(ckpt, arrays, meta, exp, np.random.default_rng())  # and it fits the model
         strays = [p.name for p in (run / "checkpoints").iterdir() if p.name not in ("last.npz", "best.npz")]
         assert all(name.startswith((".last.npz.", ".best.npz.")) and name.endswith(".tmp") for name in strays)
         lines = (run / "metrics.jsonl").read_text().splitlines(keepends=True)
         assert all(json.loads(line) for line in lines[:meta["state"]["log_lines"]])
-    assert kills >= 20 and run is not None
 
-    r = runner.invoke(app, ["train", "--resume", str(run), "--quiet"])
-    assert r.exit_code == 0, r.output
-    assert not list(run.rglob("*.tmp"))
-    assert_same_run(straight, run)
+    if run is not None:
+        r = runner.invoke(app, ["train", "--resume", str(run), "--quiet"])
+        assert r.exit_code == 0, r.output
+        assert not list(run.rglob("*.tmp"))
+        assert_same_run(straight, run)
+        finished += 1
+    assert finished >= 1
 
 
 def test_resuming_a_run_killed_before_its_first_checkpoint_is_a_clean_error(data, tmp_path):
