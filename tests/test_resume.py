@@ -5,6 +5,11 @@ callback, as Ctrl-C would) and resumed ends bit for bit where the same run
 trained straight through ends: parameters, optimizer moments, both random
 generators (the model has dropout, so the model generator matters), data
 order, schedule position and the metrics written to metrics.jsonl.
+
+`train.max_steps` is part of the config: it is the run's length, over which the
+LR schedule is laid out. Raising it on resume is a config change
+(--allow-config-change, recorded in the run); with a schedule that does not
+depend on the length the continued run still equals one trained straight.
 """
 import json
 import signal
@@ -176,6 +181,20 @@ def test_max_steps_at_an_epoch_end_still_finishes_that_epoch(tiny):
     assert [r["epoch"] for r in val if r["name"] == "val_loss"] == [0, 1]
     summary = json.loads((run / "summary.json").read_text())
     assert summary["epochs_completed"] == 2 and "train_loss" in summary["metrics"]
+
+
+def test_raising_max_steps_on_resume_continues_the_same_training(tiny):
+    const = ("--set", "schedule.type=constant", "--set", "schedule.warmup_steps=0")
+    assert train(tiny, tiny / "mlp.yaml", *const, runs="straight").exit_code == 0
+    assert train(tiny, tiny / "mlp.yaml", *const, "--set", "train.max_steps=7").exit_code == 0
+    run = only_run(tiny / "runs")
+    r = invoke("train", tiny / "mlp.yaml", "--resume", run, *const, "--allow-config-change", "--quiet")
+    assert r.exit_code == 0, r.output
+    assert "train.max_steps: 7 -> None" in (run / "config_changes.log").read_text()
+    a, meta_a = load_checkpoint(only_run(tiny / "straight") / "checkpoints" / "last.npz")
+    b, meta_b = load_checkpoint(run / "checkpoints" / "last.npz")
+    assert all(np.array_equal(a[k], b[k]) for k in a) and a.keys() == b.keys()
+    assert meta_a["model_rng"] == meta_b["model_rng"] and meta_b["state"]["step"] == TOTAL
 
 
 def test_changed_config_is_refused_unless_allowed_and_then_recorded(tiny, interrupt_at):
