@@ -194,12 +194,6 @@ def load_checkpoint(path: Path) -> tuple[dict[str, np.ndarray], dict]:
     return arrays, meta
 
 
-def restore_arrays(path: Path, targets: dict[str, np.ndarray], prefix: str) -> None:
-    """Copy ``prefix/<name>`` arrays into ``targets`` in place; any mismatch is an error, never a partial load."""
-    arrays, _ = load_checkpoint(path)
-    assign_arrays(path, arrays, targets, prefix)
-
-
 def assign_arrays(path: Path, arrays: dict[str, np.ndarray], targets: dict[str, np.ndarray], prefix: str) -> None:
     have = {k[len(prefix) + 1:]: v for k, v in arrays.items() if k.startswith(prefix + "/")}
     missing, extra = sorted(set(targets) - set(have)), sorted(set(have) - set(targets))

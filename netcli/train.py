@@ -257,9 +257,13 @@ class Trainer:
         bs, spe, samples = cfg.data.batch_size, exp.steps_per_epoch, 0
         metrics: dict[str, float] = {}  # of the last finished epoch
         self.log.lines = state.log_lines
+        stopped = self.stop_reason(state)
+        if stopped or state.epoch >= cfg.train.epochs:  # a resumed run that was done: keep its files as they are
+            stopped = stopped or "finished"
+            self.reporter.message(f"{self.run_dir}: nothing left to train ({stopped} at step {state.step})")
+            return TrainResult(self.run_dir, metrics, stopped)
         # numpy's overflow warnings are noise here: the divergence guard names what went non-finite
         with _graceful_stop(self), np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-            stopped = self.stop_reason(state)  # a resumed run may have nothing left to do
             while state.epoch < cfg.train.epochs and not stopped:
                 if state.epoch_rng is None:
                     state.epoch_rng = self.data_rng.bit_generator.state

@@ -145,10 +145,13 @@ def test_resuming_twice_and_resuming_a_finished_run(tiny, straight, interrupt_at
     assert invoke("train", "--resume", run, "--quiet").exit_code == 0
     assert_same_checkpoint(straight / "checkpoints" / "last.npz", run / "checkpoints" / "last.npz")
     assert records(straight) == records(run)
-    # a finished run resumes to where it is: nothing more is trained or logged
-    assert invoke("train", "--resume", run, "--quiet").exit_code == 0
+    # a finished run resumes to where it is: nothing more is trained or logged, its summary stays
+    summary = (run / "summary.json").read_text()
+    r = invoke("train", "--resume", run, "--quiet")
+    assert r.exit_code == 0 and "nothing left to train (finished at step 15)" in r.output
     assert_same_checkpoint(straight / "checkpoints" / "last.npz", run / "checkpoints" / "last.npz")
     assert records(straight) == records(run)
+    assert (run / "summary.json").read_text() == summary
 
 
 def test_resume_with_the_same_config_file_is_no_change(tiny, straight, interrupt_at):
@@ -168,7 +171,7 @@ def test_max_steps_run_stops_and_resumes_without_an_extra_step(tiny):
     assert load_checkpoint(run / "checkpoints" / "last.npz")[1]["state"]["step"] == 7
     before = records(run)
     r = invoke("train", "--resume", run, "--quiet")
-    assert r.exit_code == 0, r.output
+    assert r.exit_code == 0 and "nothing left to train (max_steps at step 7)" in r.output, r.output
     assert load_checkpoint(run / "checkpoints" / "last.npz")[1]["state"]["step"] == 7
     assert records(run) == before
 
