@@ -6,8 +6,12 @@
       samples/
 
 Every file is written to a temporary name in the same directory, flushed,
-fsynced and renamed into place, so a crash leaves the previous version whole.
-Checkpoints are plain ``.npz`` archives loaded with ``allow_pickle=False``.
+fsynced and renamed into place, so a crash leaves the previous version whole
+(a killed process may leave its ``.NAME.*.tmp``; a resume deletes it). The one
+exception, metrics.jsonl, is appended to; each checkpoint records how many of
+its lines it covers and a resume cuts the rest. A failed write (a full disk)
+is a RunError naming the file. Checkpoints are plain ``.npz`` archives loaded
+with ``allow_pickle=False``.
 """
 from __future__ import annotations
 

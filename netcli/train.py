@@ -62,11 +62,14 @@ def build_experiment(cfg: ExperimentConfig, base_dir: Path | None = None, progre
     its key (``model.layers.3``), with the line in ``source`` when given.
     """
     B.set_float_dtype(cfg.dtype)
-    where = lambda *key: f"{locate(source, key) if source else '<config>'}: {'.'.join(map(str, key))}"
+
+    def where(*key) -> str:
+        return f"{locate(source, key) if source else '<config>'}: {'.'.join(map(str, key))}"
+
     splits = load_data(cfg.data, cfg.seed, base_dir=base_dir, progress=progress)
     if len(splits.train_x) == 0:
-        raise ConfigError([f"{where('data')}: no training samples ({len(splits.val_x)} went to validation "
-                           f"with val_fraction {cfg.data.val_fraction})"])
+        raise ConfigError([f"{where('data')}: no training samples ({len(splits.val_x)} of {len(splits.val_x)} "
+                           f"went to validation with val_fraction {cfg.data.val_fraction})"])
     model = MODELS.get(cfg.model.type)(cfg.model, cfg.loss)
     try:
         model.setup(splits, B.make_rng(cfg.seed))
@@ -281,7 +284,7 @@ class Trainer:
                 stopped = stopped or self.stop_reason(state)
             if state.seen:  # stopped inside an epoch: report its partial means (and, at max_steps, validate)
                 metrics = {f"train_{k}": v for k, v in self._epoch_means(state).items()}
-                if stopped == "max_steps" and samples and self.has_val():
+                if stopped == "max_steps" and self.has_val():
                     metrics.update(self.validate(state))
             self.checkpoint(state)
         stopped = stopped or "finished"

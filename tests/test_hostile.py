@@ -153,7 +153,7 @@ NUMBERS = {
     "negative lr": ("lr: 0.01", "lr: -0.01", "optimizer.lr: Input should be greater than 0"),
     "negative val_fraction": ("val_fraction: 0.2", "val_fraction: -0.2", "data.val_fraction"),
     "no training samples left": ("val_fraction: 0.2", "val_fraction: 0.999",
-                                 "bad.yaml:3: data: no training samples (48 went to validation"),
+                                 "bad.yaml:3: data: no training samples (48 of 48 went to validation"),
     "negative max_steps": ("epochs: 2", "epochs: 2\n  max_steps: -5", "train.max_steps"),
     "zero checkpoint_every": ("epochs: 2", "epochs: 2\n  checkpoint_every: 0", "train.checkpoint_every"),
 }
