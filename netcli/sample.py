@@ -74,7 +74,7 @@ def sample_run(run: Path | str, n: int = 64, seed: int = 0, steps: int | None = 
         x = held_out_images(exp, n, rng)
         arrays = np.stack([x, model.reconstruct(x)], axis=1)  # (n, 2, *shape)
         tiles = as_images(arrays.reshape(2 * n, *shape), shape)  # original, reconstruction, original, ...
-        name, cols = "reconstructions", 2 * math.ceil(math.sqrt(n))
+        name, cols = "reconstructions", 2 * math.ceil(math.sqrt(n / 2))  # pairs in a near-square picture
     elif interpolate:
         a, b = held_out_images(exp, 2, rng)
         arrays = interpolation(model, a, b, n)
