@@ -64,6 +64,9 @@ def main() -> None:
         if var in os.environ:
             print(f"WARNING: {var}={os.environ[var]} is set; benchmark with "
                   "env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/e2e_epoch.py")
+    if os.getloadavg()[0] > 0.5:
+        print(f"WARNING: load average {os.getloadavg()[0]:.1f}: other processes compete for the cores; "
+              "the timings are not reliable")
     deadline = time.time() + args.wait
     while not cache_file().exists():
         if time.time() > deadline:

@@ -513,6 +513,10 @@ def main() -> None:
         if var in os.environ:
             print(f"WARNING: {var}={os.environ[var]} is set and changes OpenBLAS's kernels or blocking; "
                   "benchmark with: env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/run.py")
+    load = os.getloadavg()[0]
+    if load > 0.5:
+        print(f"WARNING: load average {load:.1f} before starting: other processes compete for the cores and the "
+              "timings (at 2 threads above all: spinning BLAS/OpenMP threads) are not reliable")
     print(f"numpy {np.__version__}, BLAS: {blas_report()}; torch {torch.__version__}")
     print(f"median of {args.repeats} interleaved steps after {args.warmup} warm-up steps; "
           "memory: peak RSS growth over model build + first step, fresh process, 1 thread\n")
