@@ -48,7 +48,7 @@ import statistics
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Callable
 
@@ -373,7 +373,8 @@ def netcli_results(w: Workload, ours: NetcliRunner) -> dict[str, np.ndarray]:
     torch.optim.Adam(before, lr=LR).step()
     out = {k: np.array(v, dtype=np.float64) for k, v in out.items()}  # copies: the step zeroes the gradients
     ours.optimizer.step(LR)
-    out["Adam step"] = max(float(np.max(np.abs(p - t.detach().numpy()))) for (_, p, _, _), t in zip(params, before)) / LR
+    moved = [float(np.max(np.abs(p - t.detach().numpy()))) for (_, p, _, _), t in zip(params, before)]
+    out["Adam step"] = max(moved) / LR
     return out
 
 
@@ -491,8 +492,8 @@ def peak_memory(w: Workload, engine: str) -> float | None:
 
 
 def blas_report() -> str:
-    found = [f"{i['internal_api']} {i.get('version')} ({i.get('architecture')} kernels, {i['filepath'].rsplit('/', 1)[-1]})"
-             for i in threadpool_info() if i["user_api"] == "blas"]
+    found = [f"{i['internal_api']} {i.get('version')} ({i.get('architecture')} kernels, "
+             f"{i['filepath'].rsplit('/', 1)[-1]})" for i in threadpool_info() if i["user_api"] == "blas"]
     return "; ".join(found) or "no BLAS found by threadpoolctl"
 
 
