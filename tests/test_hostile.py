@@ -18,49 +18,11 @@ import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from typer.testing import CliRunner
+from tinyrun import TINY, invoke, runner
 
 import netcli
 from netcli.cli import app
 from netcli.runs import find_run, load_checkpoint, new_run_dir
-
-runner = CliRunner()
-
-TINY = """\
-name: tiny
-seed: 3
-data:
-  dataset: npz
-  path: train.npz
-  test_path: test.npz
-  batch_size: 8
-  val_fraction: 0.2
-model:
-  type: classifier
-  layers:
-    - {type: conv2d, filters: 2, kernel: 3, padding: 1}
-    - relu
-    - flatten
-    - {type: dense, units: 2}
-optimizer: {type: adam, lr: 0.01}
-train:
-  epochs: 2
-"""
-
-
-@pytest.fixture
-def tiny(tmp_path):
-    rng = np.random.default_rng(0)
-    for name, n in (("train.npz", 48), ("test.npz", 16)):
-        y = rng.integers(0, 2, n)
-        x = rng.normal(size=(n, 1, 4, 4)).astype(np.float32) + y[:, None, None, None]
-        np.savez(tmp_path / name, x=x, y=y)
-    (tmp_path / "tiny.yaml").write_text(TINY)
-    return tmp_path
-
-
-def invoke(*args):
-    return runner.invoke(app, [str(a) for a in args])
 
 
 def assert_clean_error(r, *fragments, code=2):
