@@ -461,6 +461,10 @@ def evaluate_run(run: Path | str, split: str = "test", base_dir: Path | None = N
         np.add.at(cm, (y.astype(np.int64), pred), 1)
         result["per_class_accuracy"] = (np.diag(cm) / np.maximum(cm.sum(1), 1)).round(4).tolist()
         result["confusion_matrix"] = cm.tolist()
+    if exp.cfg.model.type == "regressor":  # for scale: the MSE of always predicting the split's mean
+        var = float(np.var(y, axis=0).mean())
+        result["metrics"]["target_variance"] = var
+        result["metrics"]["r2"] = 1.0 - result["metrics"]["mse"] / var if var > 0 else float("nan")
     write_json(run_dir / "eval.json", result)
     return result
 

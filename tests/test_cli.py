@@ -45,6 +45,28 @@ def test_eval_reports_test_metrics_and_confusion_matrix(tiny):
     assert result["metrics"]["accuracy"] == pytest.approx(np.trace(cm) / 16)
 
 
+def test_regression_eval_reports_the_target_variance_beside_the_mse(tmp_path):
+    rng = np.random.default_rng(1)
+    for name, n in (("train.npz", 40), ("test.npz", 20)):
+        x = rng.normal(size=(n, 3)).astype(np.float32)
+        np.savez(tmp_path / name, x=x, y=(x @ [[1.0], [-2.0], [0.5]] + 3.0).astype(np.float32))
+    cfg = TINY.replace("classifier", "regressor").replace(
+        """    - {type: conv2d, filters: 2, kernel: 3, padding: 1}
+    - relu
+    - flatten
+    - {type: dense, units: 2}""", "    - {type: dense, units: 1}")
+    (tmp_path / "reg.yaml").write_text(cfg)
+    assert invoke("train", tmp_path / "reg.yaml", "--runs-dir", tmp_path / "runs", "--quiet").exit_code == 0
+    r = invoke("eval", tmp_path / "runs" / "tiny")
+    assert r.exit_code == 0, r.output
+    assert "target_variance" in r.output
+    (run,) = list((tmp_path / "runs" / "tiny").iterdir())
+    m = json.loads((run / "eval.json").read_text())["metrics"]
+    y = np.load(tmp_path / "test.npz")["y"]
+    assert m["target_variance"] == pytest.approx(float(y.var()), rel=1e-6)
+    assert m["r2"] == pytest.approx(1 - m["mse"] / m["target_variance"])
+
+
 def test_same_seed_same_metrics(tiny):
     for _ in range(2):
         assert invoke("train", tiny / "tiny.yaml", "--runs-dir", tiny / "runs", "--quiet").exit_code == 0
