@@ -1,4 +1,6 @@
 """Behaviour of the core layers: train vs eval, shape errors, fast paths against plain versions."""
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 from pydantic import ValidationError
@@ -6,6 +8,9 @@ from pydantic import ValidationError
 from netcli import backend as B
 from netcli.gradcheck import make_layer
 from netcli.layers import ShapeError
+from netcli.layers.base import named_params
+from netcli.layers.container import Sequential
+from netcli.models import MODELS
 
 
 def build(layer_type, in_shape, dtype="float64", seed=0, **config):
@@ -247,3 +252,37 @@ def test_float32_stays_float32(layer_type, in_shape, config):
     dx = layer.backward(np.ones_like(y))
     assert y.dtype == dx.dtype == np.float32
     assert all(g.dtype == np.float32 for g in layer.grads.values())
+
+
+def _sequential(layers, needs_input_grad, in_shape):
+    net = Sequential(Sequential.Config(layers=layers))
+    net.needs_input_grad = needs_input_grad
+    net.setup(in_shape, np.random.default_rng(0))
+    return net
+
+
+@pytest.mark.parametrize("layers, flags", [
+    ([{"type": "conv2d", "filters": 2, "kernel": 3}, "relu", "flatten", {"type": "dense", "units": 3}],
+     [False, True, True, True]),
+    (["flatten", {"type": "dense", "units": 4}, "relu", {"type": "dense", "units": 3}], [False, False, True, True]),
+])
+def test_a_network_on_data_skips_its_input_gradient_and_nothing_else(layers, flags):
+    x = np.random.default_rng(1).normal(size=(4, 2, 5, 5))
+    dy = np.random.default_rng(2).normal(size=(4, 3))
+    with B.dtype_scope("float64"):
+        full, skipping = _sequential(layers, True, x.shape[1:]), _sequential(layers, False, x.shape[1:])
+        assert [layer.needs_input_grad for layer in skipping.layers] == flags
+        for net in (full, skipping):
+            net.forward(x, training=True)
+        assert full.backward(dy).shape == x.shape
+        assert skipping.backward(dy) is None
+    for (name, _, g_full), (_, _, g_skip) in zip(named_params(full), named_params(skipping)):
+        np.testing.assert_array_equal(g_full, g_skip, err_msg=name)
+
+
+def test_models_skip_the_gradient_of_data_but_not_of_a_latent():
+    info = SimpleNamespace(input_shape=(6,), target_shape=(6,), task="generative", num_classes=None)
+    mlp = [{"type": "dense", "units": 4}]
+    vae = MODELS.get("vae")(MODELS.get("vae").Config(latent_dim=2, encoder=mlp, decoder=[{"type": "dense", "units": 6}]))
+    vae.setup(info, np.random.default_rng(0))
+    assert not vae.encoder.layers[0].needs_input_grad and vae.decoder.layers[0].needs_input_grad

@@ -14,6 +14,9 @@
 - ``ctx`` is a dict shared by every layer of one model, for side inputs that
   are not differentiated: a key-padding mask written by an Embedding and read
   by attention, the diffusion timestep read by time-conditioned blocks.
+- ``needs_input_grad`` is cleared by the container when nothing before the
+  layer learns (the first layer of a model sees only data): backward may then
+  skip dL/dx and return None, and the container stops there.
 - ``grad_cases()`` lists the shapes and options the registry-wide gradient
   check runs; a layer without it fails that test.
 """
@@ -76,6 +79,7 @@ class Layer:
         self.in_shape: tuple[int, ...] | None = None
         self.out_shape: tuple[int, ...] | None = None
         self.ctx: dict[str, Any] = {}
+        self.needs_input_grad = True  # set before setup by the container (see the module notes)
 
     # -- the contract --------------------------------------------------------
     def setup(self, in_shape: tuple[int, ...], rng: np.random.Generator,
@@ -140,6 +144,10 @@ def walk(layer: Layer, prefix: str = "") -> Iterator[tuple[str, Layer]]:
     yield prefix, layer
     for i, child in enumerate(layer.sublayers()):
         yield from walk(child, f"{prefix}{i}.")
+
+
+def has_params(layer: Layer) -> bool:
+    return any(True for _ in named_params(layer))
 
 
 def named_params(layer: Layer, prefix: str = "") -> Iterator[tuple[str, np.ndarray, np.ndarray]]:

@@ -5,7 +5,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from .base import GradCase, Layer, LayerConfig, ShapeError, register_layer
+from .base import GradCase, Layer, LayerConfig, ShapeError, has_params, register_layer
 
 
 def build_layers(specs: list[LayerConfig]) -> list[Layer]:
@@ -27,7 +27,9 @@ class Sequential(Layer):
 
     def build(self, in_shape):
         shape = in_shape
+        needs_grad = self.needs_input_grad  # a layer needs dL/dx if anything before it learns
         for i, layer in enumerate(self.layers):
+            layer.needs_input_grad = needs_grad
             nxt = self.layers[i + 1] if i + 1 < len(self.layers) else None
             if hasattr(layer, "next_layer"):
                 layer.next_layer = nxt.type_name if nxt is not None else None
@@ -38,6 +40,7 @@ class Sequential(Layer):
                     e.message = f"{layer.type_name} on input shape {shape}: {e.message}"
                 e.path[:0] = ["layers", i]
                 raise
+            needs_grad = needs_grad or has_params(layer)
         return shape
 
     def forward(self, x, training):
@@ -48,6 +51,8 @@ class Sequential(Layer):
     def backward(self, dy):
         for layer in reversed(self.layers):
             dy = layer.backward(dy)
+            if dy is None:  # nothing before this layer learns
+                break
         return dy
 
     def sublayers(self):

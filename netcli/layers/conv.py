@@ -130,6 +130,8 @@ class Conv2D(Layer):
         self.grads["W"] += dwmat.reshape(kh, kw, -1, o).transpose(3, 2, 0, 1)
         if self.config.bias:
             self.grads["b"] += dy2.sum(axis=0)
+        if not self.needs_input_grad:
+            return None
         dxp = col2im_matmul(dy2, self.params["W"], self.padded_shape, sh, sw, oh, ow)  # (N, Hp, Wp, C)
         (pt, _), (pl, _) = self.pads
         _, h, w = self.in_shape

@@ -45,7 +45,7 @@ class Dense(Layer):
         self.grads["W"] += x2.T @ dy2
         if self.config.bias:
             self.grads["b"] += dy2.sum(axis=0)
-        return dy @ self.params["W"].T  # (N, ..., F)
+        return dy @ self.params["W"].T if self.needs_input_grad else None  # (N, ..., F)
 
     def flops(self):
         lead = int(np.prod(self.in_shape[:-1])) if len(self.in_shape) > 1 else 1

@@ -112,8 +112,10 @@ class TimeMLPDenoiser(TimeConditioned):
         for units in cfg.units:
             dense = Dense(Dense.Config(units=units))
             dense.next_layer = cfg.activation
+            dense.needs_input_grad = self.needs_input_grad or bool(self.hidden)
             dense.setup((width,), self.rng, self.ctx)
             proj = Dense(Dense.Config(units=units, bias=False))
+            proj.needs_input_grad = False  # the time embedding is fixed
             proj.setup((cfg.time_dim,), self.rng, self.ctx)
             act = activation(cfg.activation)
             act.setup((units,), self.rng, self.ctx)
@@ -180,6 +182,7 @@ class TimeResBlock(TimeConditioned):
         self.conv1 = conv(f, 3, next_layer=cfg.activation)
         self.conv2 = conv(f, 3, init="zeros" if cfg.zero_init else "auto")
         self.time_proj = Dense(Dense.Config(units=f))
+        self.time_proj.needs_input_grad = False  # the time embedding is fixed
         self.skip = conv(f, 1) if c != f else None
         self.act1.setup(in_shape, self.rng, self.ctx)
         self.conv1.setup(in_shape, self.rng, self.ctx)
@@ -270,6 +273,7 @@ class UNet(Layer):
             return layer.setup(shape, self.rng, self.ctx)
 
         self.stem = conv(cfg.base_channels, 3)
+        self.stem.needs_input_grad = self.needs_input_grad
         shape = setup(self.stem, in_shape)
         self.down, self.downsample, kept = [], [], []
         for level, mult in enumerate(cfg.channel_mults):

@@ -55,7 +55,7 @@ class Autoencoder(Model):
         self.encoder = Sequential(Sequential.Config(layers=self.config.encoder))
         self.decoder = Sequential(Sequential.Config(layers=self.config.decoder))
         latent = self.setup_net("encoder", self.encoder, info.input_shape)
-        check_output("decoder", self.setup_net("decoder", self.decoder, latent), info)
+        check_output("decoder", self.setup_net("decoder", self.decoder, latent, input_grad=True), info)
         self.loss = make_loss("binary_cross_entropy" if self.config.reconstruction == "bce" else "mse")
 
     def networks(self):

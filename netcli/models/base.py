@@ -54,8 +54,13 @@ class Model:
         raise NotImplementedError
 
     # -- shared helpers ------------------------------------------------------
-    def setup_net(self, field: str, net: Layer, in_shape) -> tuple[int, ...]:
-        """Build one network, pointing shape errors at this model's config field."""
+    def setup_net(self, field: str, net: Layer, in_shape, input_grad: bool = False) -> tuple[int, ...]:
+        """Build one network, pointing shape errors at this model's config field.
+
+        ``input_grad``: whether backward must return the gradient of the network's
+        input (a decoder's latent) or may skip it (data).
+        """
+        net.needs_input_grad = input_grad
         try:
             return net.setup(in_shape, self.rng, self.ctx)
         except ShapeError as e:

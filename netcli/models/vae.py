@@ -56,7 +56,7 @@ class VAE(Model):
         if tuple(out) != (2 * L,):
             raise ShapeError(f"the encoder ends in shape {tuple(out)} but needs ({2 * L},): the mean and "
                              f"log-variance of {L} latents (end with a dense layer of {2 * L} units)", ["encoder"])
-        check_output("decoder", self.setup_net("decoder", self.decoder, (L,)), info)
+        check_output("decoder", self.setup_net("decoder", self.decoder, (L,), input_grad=True), info)
         self.pixels = int(np.prod(info.input_shape))
         self.recon_loss = make_loss("binary_cross_entropy" if self.config.likelihood == "bernoulli" else "mse")
 
