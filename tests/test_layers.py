@@ -186,8 +186,13 @@ def naive_conv(x, w, b, stride, pads):
     ({"filters": 3, "kernel": 3}, (2, 5, 6)),
     ({"filters": 2, "kernel": [2, 3], "stride": [2, 1], "padding": [1, 2]}, (3, 6, 5)),
     ({"filters": 2, "kernel": 2, "padding": "same"}, (1, 4, 5)),
+    ({"filters": 3, "kernel": 3, "stride": 2, "padding": 1}, (9, 7, 7)),
 ])
-def test_im2col_conv_equals_a_naive_loop_conv(config, in_shape):
+@pytest.mark.parametrize("layout", ["channel_last", "channel_first"])
+def test_im2col_conv_equals_a_naive_loop_conv(config, in_shape, layout, monkeypatch):
+    from netcli.layers.conv import Conv2D
+
+    monkeypatch.setattr(Conv2D, "channel_first_below", 0 if layout == "channel_last" else 1000)
     rng = np.random.default_rng(0)
     layer = build("conv2d", in_shape, **config)
     layer.params["b"][...] = rng.standard_normal(layer.params["b"].shape)

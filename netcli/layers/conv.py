@@ -11,6 +11,16 @@ building it several times faster than gathering (C, kh, kw) patches from NCHW.
 Outputs and input gradients are returned as contiguous NCHW arrays: the
 transposing copy is cheap next to the matmul, and it spares every later
 elementwise op from mixing memory layouts (several times slower).
+
+With few input channels (an image's 1 or 3) those runs are a few numbers
+long and the copy crawls. Then the layer uses Caffe's channel-first layout,
+built by one block copy per kernel offset, and needs no transposes at all
+(2.5-3x faster for MNIST's first conv; slower from about 8 channels):
+
+    forward:  Wmat (O, C*kh*kw) @ cols (N, C*kh*kw, OH*OW) -> y (N, O, OH*OW), already NCHW
+    backward: dWmat = sum_n dy_n @ cols_n^T,  dx = col2im(Wmat^T @ dy)
+
+tests/test_layers.py checks both layouts against a naive loop.
 """
 from __future__ import annotations
 
@@ -66,6 +76,28 @@ def col2im_matmul(dy2: np.ndarray, w: np.ndarray, padded_shape: tuple[int, ...],
     return dxp
 
 
+def im2col_channel_first(xp: np.ndarray, kh: int, kw: int, sh: int, sw: int, oh: int, ow: int) -> np.ndarray:
+    """Padded NCHW input (N, C, Hp, Wp) -> patches (N, C*kh*kw, OH*OW), one block copy per kernel offset."""
+    n, c = xp.shape[:2]
+    cols = B.empty((n, c, kh, kw, oh, ow), dtype=xp.dtype)
+    for i in range(kh):
+        for j in range(kw):
+            cols[:, :, i, j] = xp[:, :, i:i + sh * oh:sh, j:j + sw * ow:sw]
+    return cols.reshape(n, c * kh * kw, oh * ow)
+
+
+def col2im_channel_first(dcols: np.ndarray, padded_shape: tuple[int, ...], kh: int, kw: int, sh: int, sw: int,
+                         oh: int, ow: int) -> np.ndarray:
+    """Patch gradients (N, C*kh*kw, OH*OW) -> the gradient of the padded input (N, C, Hp, Wp)."""
+    n, c = padded_shape[:2]
+    dcols = dcols.reshape(n, c, kh, kw, oh, ow)
+    dxp = B.zeros(padded_shape, dtype=dcols.dtype)
+    for i in range(kh):  # windows overlap when stride < kernel, hence +=
+        for j in range(kw):
+            dxp[:, :, i:i + sh * oh:sh, j:j + sw * ow:sw] += dcols[:, :, i, j]
+    return dxp
+
+
 @register_layer("conv2d")
 class Conv2D(Layer):
     class Config(LayerConfig):
@@ -86,6 +118,7 @@ class Conv2D(Layer):
             return self
 
     next_layer: str | None = None  # set by the container: the type of the following layer (for init: auto)
+    channel_first_below = 8  # input channels under which im2col uses the channel-first layout (tests move it)
 
     def build(self, in_shape):
         if len(in_shape) != 3:
@@ -110,6 +143,9 @@ class Conv2D(Layer):
         return cfg.filters, self.geometry[4], self.geometry[5]
 
     def forward(self, x, training):
+        self.channel_first = x.shape[1] < self.channel_first_below
+        if self.channel_first:
+            return self._forward_channel_first(x)
         n, c, h, w = x.shape
         (pt, pb), (pl, pr) = self.pads
         kh, kw, sh, sw, oh, ow = self.geometry
@@ -123,6 +159,8 @@ class Conv2D(Layer):
         return np.ascontiguousarray(y.reshape(n, oh, ow, -1).transpose(0, 3, 1, 2))  # (N, O, OH, OW)
 
     def backward(self, dy):
+        if self.channel_first:
+            return self._backward_channel_first(dy)
         n, o = dy.shape[:2]
         kh, kw, sh, sw, oh, ow = self.geometry
         dy2 = dy.transpose(0, 2, 3, 1).reshape(n * oh * ow, o)  # (N*OH*OW, O)
@@ -136,6 +174,34 @@ class Conv2D(Layer):
         (pt, _), (pl, _) = self.pads
         _, h, w = self.in_shape
         return np.ascontiguousarray(dxp[:, pt:pt + h, pl:pl + w].transpose(0, 3, 1, 2))  # (N, C, H, W)
+
+    def _forward_channel_first(self, x):
+        n, c, h, w = x.shape
+        (pt, pb), (pl, pr) = self.pads
+        kh, kw, sh, sw, oh, ow = self.geometry
+        xp = B.zeros((n, c, h + pt + pb, w + pl + pr), dtype=x.dtype)  # (N, C, Hp, Wp)
+        xp[:, :, pt:pt + h, pl:pl + w] = x
+        self.cols = im2col_channel_first(xp, kh, kw, sh, sw, oh, ow)  # (N, C*kh*kw, OH*OW)
+        self.padded_shape = xp.shape
+        y = self.params["W"].reshape(self.config.filters, -1) @ self.cols  # (N, O, OH*OW)
+        if self.config.bias:
+            y += self.params["b"][:, None]
+        return y.reshape(n, -1, oh, ow)
+
+    def _backward_channel_first(self, dy):
+        n, o = dy.shape[:2]
+        kh, kw, sh, sw, oh, ow = self.geometry
+        dy3 = dy.reshape(n, o, oh * ow)  # (N, O, OH*OW)
+        self.grads["W"] += (dy3 @ self.cols.transpose(0, 2, 1)).sum(axis=0).reshape(self.params["W"].shape)
+        if self.config.bias:
+            self.grads["b"] += dy3.sum(axis=(0, 2))
+        if not self.needs_input_grad:
+            return None
+        dcols = self.params["W"].reshape(o, -1).T @ dy3  # (N, C*kh*kw, OH*OW)
+        dxp = col2im_channel_first(dcols, self.padded_shape, kh, kw, sh, sw, oh, ow)  # (N, C, Hp, Wp)
+        (pt, _), (pl, _) = self.pads
+        _, h, w = self.in_shape
+        return np.ascontiguousarray(dxp[:, :, pt:pt + h, pl:pl + w])  # (N, C, H, W)
 
     def _wmat(self) -> np.ndarray:
         """Weights as a matrix whose rows follow the (kh, kw, C) order of im2col: (kh*kw*C, O)."""
@@ -155,4 +221,7 @@ class Conv2D(Layer):
             GradCase({"filters": 2, "kernel": [2, 3], "stride": [2, 1]}, (2, 6, 5), batch=2),
             GradCase({"filters": 2, "kernel": 4, "padding": "same"}, (2, 5, 5), batch=2, note="even kernel: asymmetric pad"),
             GradCase({"filters": 3, "kernel": 1}, (4, 3, 3), batch=2),
+            GradCase({"filters": 3, "kernel": 3, "padding": 1}, (8, 4, 4), batch=2, note="channel-last im2col"),
+            GradCase({"filters": 2, "kernel": [3, 2], "stride": [1, 2], "padding": [1, 0]}, (9, 5, 6), batch=2,
+                     note="channel-last im2col"),
         ]
