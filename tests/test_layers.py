@@ -188,18 +188,22 @@ def naive_conv(x, w, b, stride, pads):
     ({"filters": 2, "kernel": 2, "padding": "same"}, (1, 4, 5)),
     ({"filters": 3, "kernel": 3, "stride": 2, "padding": 1}, (9, 7, 7)),
 ])
-@pytest.mark.parametrize("layout", ["channel_last", "channel_first"])
+@pytest.mark.parametrize("layout", ["channel_last", "channel_last_micro_batches", "channel_first"])
 def test_im2col_conv_equals_a_naive_loop_conv(config, in_shape, layout, monkeypatch):
     from netcli.layers.conv import Conv2D
 
-    monkeypatch.setattr(Conv2D, "channel_first_below", 0 if layout == "channel_last" else 1000)
+    monkeypatch.setattr(Conv2D, "channel_first_below", 1000 if layout == "channel_first" else 0)
+    if layout == "channel_last_micro_batches":
+        monkeypatch.setattr(Conv2D, "micro_batch_bytes", 1)  # one sample at a time
     rng = np.random.default_rng(0)
     layer = build("conv2d", in_shape, **config)
     layer.params["b"][...] = rng.standard_normal(layer.params["b"].shape)
-    x = rng.standard_normal((2, *in_shape))
+    x = rng.standard_normal((3, *in_shape))
     stride = (config.get("stride", 1),) * 2 if isinstance(config.get("stride", 1), int) else config["stride"]
     y_ref, grads = naive_conv(x, layer.params["W"], layer.params["b"], stride, layer.pads)
     np.testing.assert_allclose(layer.forward(x, True), y_ref, atol=1e-12)
+    if layout == "channel_last_micro_batches":
+        assert len(layer.cols) == 3
     dy = rng.standard_normal(y_ref.shape)
     dx_ref, dw_ref, db_ref = grads(dy)
     np.testing.assert_allclose(layer.backward(dy), dx_ref, atol=1e-12)

