@@ -37,10 +37,11 @@ class BatchNorm(Layer):
     def build(self, in_shape):
         if len(in_shape) not in (1, 2, 3):
             raise ShapeError(f"batchnorm takes (F,), (T, F) or (C, H, W) inputs, got {in_shape}")
-        axis = 1 if len(in_shape) == 3 else len(in_shape)  # feature axis of (N, *in_shape)
-        features = in_shape[axis - 1]
-        self.axes = tuple(a for a in range(len(in_shape) + 1) if a != axis)  # axes the statistics run over
-        self.stat_shape = tuple(features if a == axis else 1 for a in range(len(in_shape) + 1))  # e.g. (1, C, 1, 1)
+        # Every input is viewed as (M, F, P) and normalised over M and P: (N, C, H*W) for images,
+        # (N, F, 1) and (N*T, F, 1) for features on the last axis. The per-feature sums are then
+        # einsums over a contiguous array, several times faster than sum(axis=(0, 2, 3)).
+        features = in_shape[0] if len(in_shape) == 3 else in_shape[-1]
+        self.view = (-1, features, int(np.prod(in_shape[1:])) if len(in_shape) == 3 else 1)
         if self.config.affine:
             self.add_param("gamma", B.ones((features,)))
             self.add_param("beta", B.zeros((features,)))
@@ -49,52 +50,51 @@ class BatchNorm(Layer):
         return in_shape
 
     def forward(self, x, training):
+        x3 = x.reshape(self.view)  # (M, F, P)
         if training:
-            mean = x.mean(axis=self.axes, keepdims=True)  # e.g. (1, C, 1, 1)
-            xc = x - mean
-            var = np.square(xc).mean(axis=self.axes, keepdims=True)
-            self._update_running(mean, var, count=x.size // mean.size)
+            count = x3.shape[0] * x3.shape[2]
+            mean = np.einsum("mfp->f", x3) / count  # (F,)
+            xc = x3 - mean[:, None]
+            var = np.einsum("mfp,mfp->f", xc, xc) / count
+            self._update_running(mean, var, count)
         else:
-            xc = x - self.buffers["running_mean"].reshape(self.stat_shape)
-            var = self.buffers["running_var"].reshape(self.stat_shape)
+            xc = x3 - self.buffers["running_mean"][:, None]
+            var = self.buffers["running_var"]
         self.training = training
-        self.inv_std = 1 / np.sqrt(var + self.config.eps)  # e.g. (1, C, 1, 1)
-        xc *= self.inv_std  # in place (xc is a fresh array): these passes are memory-bound
-        self.xhat = xc
+        self.inv_std = 1 / np.sqrt(var + self.config.eps)  # (F,)
+        xc *= self.inv_std[:, None]  # in place (xc is a fresh array): these passes are memory-bound
+        self.xhat = xc  # (M, F, P)
         if not self.config.affine:
-            return self.xhat
-        y = self.xhat * self._stat("gamma")
-        y += self._stat("beta")
-        return y
+            return self.xhat.reshape(x.shape)
+        y = self.xhat * self.params["gamma"][:, None]
+        y += self.params["beta"][:, None]
+        return y.reshape(x.shape)
 
     def _update_running(self, mean, var, count):
         m = self.config.momentum
         unbiased = var * (count / max(count - 1, 1))  # the running variance is unbiased, as in PyTorch
         for name, batch in (("running_mean", mean), ("running_var", unbiased)):
             running = self.buffers[name]
-            running += m * (batch.reshape(-1) - running)  # = (1 - m) * running + m * batch, in place
+            running += m * (batch - running)  # = (1 - m) * running + m * batch, in place
 
     def backward(self, dy):
-        sum_dy = dy.sum(axis=self.axes, keepdims=True)  # e.g. (1, C, 1, 1)
-        sum_dy_xhat = (dy * self.xhat).sum(axis=self.axes, keepdims=True)
+        dy3 = dy.reshape(self.view)  # (M, F, P)
+        sum_dy = np.einsum("mfp->f", dy3)  # (F,)
+        sum_dy_xhat = np.einsum("mfp,mfp->f", dy3, self.xhat)
         if self.config.affine:
-            self.grads["gamma"] += sum_dy_xhat.reshape(-1)
-            self.grads["beta"] += sum_dy.reshape(-1)
-        scale = self.inv_std * self._stat("gamma") if self.config.affine else self.inv_std
+            self.grads["gamma"] += sum_dy_xhat
+            self.grads["beta"] += sum_dy
+        scale = (self.inv_std * self.params["gamma"] if self.config.affine else self.inv_std)[:, None]  # (F, 1)
         if not self.training:  # running statistics are constants
-            return dy * scale
+            return (dy3 * scale).reshape(dy.shape)
         # The module docstring's formula with gamma constant over the reduced axes, folded in:
         # dx = gamma / std * (dy - (sum(dy) + xhat * sum(dy * xhat)) / M), in place on one fresh array
-        count = dy.size // sum_dy.size
-        dx = self.xhat * (-sum_dy_xhat / count)
-        dx += dy
-        dx -= sum_dy / count
+        count = dy3.shape[0] * dy3.shape[2]
+        dx = self.xhat * (-sum_dy_xhat / count)[:, None]
+        dx += dy3
+        dx -= (sum_dy / count)[:, None]
         dx *= scale
-        return dx
-
-    def _stat(self, name: str) -> np.ndarray:
-        """A per-feature parameter shaped to broadcast against the input."""
-        return self.params[name].reshape(self.stat_shape)
+        return dx.reshape(dy.shape)
 
     @classmethod
     def grad_cases(cls):
