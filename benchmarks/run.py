@@ -510,6 +510,7 @@ def main() -> None:
         return memory_child(*args.memory_child)
     if args.repeats < 10:
         parser.error("--repeats must be at least 10")
+    B.tune_allocator()  # as `netcli` does at start-up; both engines share this process, and both gain from it
     for var in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"):
         if var in os.environ:
             print(f"WARNING: {var}={os.environ[var]} is set and changes OpenBLAS's kernels or blocking; "

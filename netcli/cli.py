@@ -32,6 +32,9 @@ _debug = {"on": False}
 @app.callback()
 def _root(debug: bool = typer.Option(False, "--debug", help="show tracebacks of errors")):
     _debug["on"] = debug
+    from .backend import tune_allocator
+
+    tune_allocator()
 
 
 def user_errors(fn):
