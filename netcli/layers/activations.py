@@ -12,7 +12,6 @@ from typing import Literal
 
 import numpy as np
 from pydantic import Field
-from scipy import special
 
 from .base import GradCase, Layer, LayerConfig, register_layer
 
@@ -63,6 +62,8 @@ class Sigmoid(Elementwise):
         type: Literal["sigmoid"] = "sigmoid"
 
     def f(self, x):
+        from scipy import special  # here, not at the top: scipy.special takes half a second to import
+
         return special.expit(x)  # 1 / (1 + exp(-x)) without overflow for large |x|
 
     def df(self, x, y):
@@ -126,6 +127,8 @@ class GELU(Elementwise):
         if self.config.approximate == "tanh":
             self.t = np.tanh(_SQRT_2_OVER_PI * (x + 0.044715 * x**3))  # kept for df
             return 0.5 * x * (1 + self.t)
+        from scipy import special
+
         self.cdf = 0.5 * (1 + special.erf(x / math.sqrt(2)))  # Phi(x), kept for df
         return x * self.cdf
 

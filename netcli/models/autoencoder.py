@@ -13,7 +13,6 @@ from typing import Literal
 
 import numpy as np
 from pydantic import Field
-from scipy import special
 
 from ..errors import UserError
 from ..layers.base import ShapeError
@@ -63,6 +62,8 @@ class Autoencoder(Model):
 
     def pixels(self, out: np.ndarray) -> np.ndarray:
         """Decoder output -> pixel intensities."""
+        from scipy import special  # imported when needed: it is slow to import
+
         return special.expit(out) if self.config.reconstruction == "bce" else out
 
     def reconstruct(self, x: np.ndarray) -> np.ndarray:

@@ -12,7 +12,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from scipy import linalg, special
 
 from ..errors import UserError
 from ..layers.dense import Dense
@@ -25,6 +24,8 @@ BATCH = 500
 
 def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
     """Fréchet distance between Gaussians fitted to feature sets a (N, F) and b (M, F)."""
+    from scipy import linalg  # imported when needed: scipy is slow to import
+
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
     ca, cb = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
     root = linalg.sqrtm(ca @ cb)
@@ -37,6 +38,8 @@ def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
 
 def features_and_probs(classifier, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The input of the classifier's last dense layer (N, F) and its class probabilities (N, K)."""
+    from scipy import special
+
     layers = classifier.net.layers
     last = max((i for i, layer in enumerate(layers) if isinstance(layer, Dense)), default=None)
     if last is None:

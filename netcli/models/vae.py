@@ -22,7 +22,6 @@ from typing import Literal
 
 import numpy as np
 from pydantic import Field
-from scipy import special
 
 from .. import backend as B
 from ..layers.base import ShapeError
@@ -106,6 +105,8 @@ class VAE(Model):
     def decode(self, z) -> np.ndarray:
         """Mean of p(x|z): pixel intensities (N, *input_shape)."""
         out = self.decoder.forward(B.asarray(z), training=False)
+        from scipy import special  # imported when needed: it is slow to import
+
         return special.expit(out) if self.config.likelihood == "bernoulli" else np.clip(out, 0, 1)
 
     def sample(self, n, rng, steps=None, progress=None) -> np.ndarray:
