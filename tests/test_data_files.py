@@ -68,7 +68,9 @@ def test_npz_regression_keys_and_no_test(tmp_path, rng):
     ({"x": np.ones((4, 2)), "y": np.zeros(3, int)}, "3 targets for 4 samples"),
     ({"x": np.ones((4, 2)), "y": np.array([0, 1, -1, 2])}, "integers 0..K-1"),
     ({"x": np.ones((4, 2)), "y": np.array([0, 5000, 1, 2])}, "set task: regression"),
-    ({"x": np.array([["a"], ["b"]]), "y": np.zeros(2, int)}, "dtype <U1; expected numbers"),
+    ({"x": np.array([["a"], ["b"]]), "y": np.zeros(2, int)}, "dtype <U1; expected real numbers"),
+    ({"x": np.ones((2, 3), complex), "y": np.zeros(2, int)}, "features have dtype complex128; expected real"),
+    ({"x": np.ones((2, 3)), "y": np.ones(2, np.complex64)}, "targets have dtype complex64; expected real"),
     ({"x": np.array([[{}], [{}]], dtype=object), "y": np.zeros(2, int)}, "not a readable .npz"),
 ])
 def test_npz_bad_files_name_the_file(tmp_path, arrays, match):

@@ -29,8 +29,8 @@ def resolve(path: Path, base_dir: Path | None) -> Path:
 
 def check_x(x: np.ndarray, name: str) -> np.ndarray:
     """Features (N, ...) as float32, refusing text, 1-D and non-finite data."""
-    if not (np.issubdtype(x.dtype, np.number) or x.dtype == bool):
-        raise DataError(f"{name}: features have dtype {x.dtype}; expected numbers")
+    if not (np.issubdtype(x.dtype, np.number) or x.dtype == bool) or np.issubdtype(x.dtype, np.complexfloating):
+        raise DataError(f"{name}: features have dtype {x.dtype}; expected real numbers")
     if x.ndim < 2:
         raise DataError(f"{name}: features have shape {x.shape}; expected (samples, features...), "
                         "reshape 1-D data to (N, 1)")
@@ -44,8 +44,8 @@ def check_y(y: np.ndarray, n: int, task: Task | None, name: str) -> tuple[np.nda
     """Targets for ``n`` samples: int64 class labels, or float32 (N, k) regression targets."""
     if y.ndim == 0 or len(y) != n:
         raise DataError(f"{name}: {y.size if y.ndim else 0} targets for {n} samples; they must match one to one")
-    if not np.issubdtype(y.dtype, np.number):
-        raise DataError(f"{name}: targets have dtype {y.dtype}; expected numbers")
+    if not np.issubdtype(y.dtype, np.number) or np.issubdtype(y.dtype, np.complexfloating):
+        raise DataError(f"{name}: targets have dtype {y.dtype}; expected real numbers")
     inferred = task is None
     task = task or ("classification" if np.issubdtype(y.dtype, np.integer) else "regression")
     if task == "regression":
