@@ -67,6 +67,27 @@ def to_numpy(a) -> np.ndarray:
     return np.asarray(a)
 
 
+def format_bytes(n: float) -> str:
+    """1536 -> '1.5 KiB'."""
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(n) < 1024:
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"
+
+
+def available_memory() -> int | None:
+    """Bytes of memory the kernel could still hand out (MemAvailable), None where unknown (not Linux)."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
 def tune_allocator() -> bool:
     """Let glibc's malloc keep freed large arrays for reuse; returns whether it applied.
 

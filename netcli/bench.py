@@ -29,6 +29,7 @@ from pathlib import Path
 
 from rich.table import Column, Table
 
+from .backend import format_bytes
 from .layers.base import Layer, walk
 
 WARMUP = 2
@@ -142,16 +143,16 @@ def bench_config(config_path: Path | str, overrides: list[str] = (), repeats: in
                   caption=f"train step (forward + loss + backward) {step['step'] * 1e3:.2f} ms, "
                           f"{cfg.optimizer.type} step {step['optimizer'] * 1e3:.2f} ms, "
                           f"{len(x) / (step['step'] + step['optimizer']):,.0f} samples/s; "
-                          f"peak memory of a step {_bytes(step['peak_bytes'])} (tracemalloc)")
+                          f"peak memory of a step {format_bytes(step['peak_bytes'])} (tracemalloc)")
     for t in layers:
         depth = t.path.count(".") - 1
         table.add_row(t.path, "  " * depth + t.layer.type_name, *_cells(t.forward, t.backward, t.flops),
-                      _bytes(_param_bytes(t.layer)), _bytes(t.activation_bytes))
+                      format_bytes(_param_bytes(t.layer)), format_bytes(t.activation_bytes))
     fwd = [sum(v) for v in zip(*(t.forward for t in roots))]
     bwd = [sum(v) for v in zip(*(t.backward for t in roots))]
     table.add_row("total", "", *_cells(fwd, bwd, sum(t.flops for t in roots)),
-                  _bytes(sum(_param_bytes(t.layer) for t in roots)),
-                  _bytes(sum(t.activation_bytes for t in roots)), end_section=True)
+                  format_bytes(sum(_param_bytes(t.layer) for t in roots)),
+                  format_bytes(sum(t.activation_bytes for t in roots)), end_section=True)
     return table
 
 
@@ -165,9 +166,3 @@ def _param_bytes(layer: Layer) -> int:
     return sum(p.nbytes for _, sub in walk(layer) for p in sub.params.values())
 
 
-def _bytes(n: int) -> str:
-    for unit in ("B", "KiB", "MiB"):
-        if abs(n) < 1024:
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} GiB"

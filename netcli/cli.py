@@ -222,21 +222,16 @@ def data_fetch(name: str = typer.Argument(..., help="data set name, e.g. mnist")
 @user_errors
 def data_ls():
     """List cached data sets with their sizes."""
+    from .backend import format_bytes
     from .data import list_cached
 
     table = Table("name", "path", "size", "verified")
     for item in list_cached():
-        table.add_row(str(item.get("name")), str(item.get("path")), _size(item.get("size", 0)),
+        table.add_row(str(item.get("name")), str(item.get("path")), format_bytes(item.get("size", 0)),
                       str(item.get("verified", "")))
     out.print(table)
 
 
-def _size(n: int) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024:
-            return f"{n:.0f} {unit}"
-        n /= 1024
-    return f"{n:.1f} TiB"
 
 
 class _byte_progress:

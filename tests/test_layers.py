@@ -295,3 +295,12 @@ def test_models_skip_the_gradient_of_data_but_not_of_a_latent():
     vae = MODELS.get("vae")(MODELS.get("vae").Config(latent_dim=2, encoder=mlp, decoder=[{"type": "dense", "units": 6}]))
     vae.setup(info, np.random.default_rng(0))
     assert not vae.encoder.layers[0].needs_input_grad and vae.decoder.layers[0].needs_input_grad
+
+
+def test_weights_larger_than_free_memory_are_refused_before_any_is_drawn(monkeypatch):
+    monkeypatch.setattr(B, "available_memory", lambda: 1 << 20)
+    layer = make_layer("dense", {"units": 1000})
+    with pytest.raises(MemoryError, match=r"weights of shape \(784, 1000\) need 12.0 MiB; 1.0 MiB of memory is available"):
+        layer.setup((784,), np.random.default_rng(0))
+    monkeypatch.setattr(B, "available_memory", lambda: None)  # unknown (not Linux): no check
+    layer.setup((784,), np.random.default_rng(0))

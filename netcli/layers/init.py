@@ -22,6 +22,13 @@ def resolve(init: str, next_layer: str | None) -> str:
 
 def initialise(init: str, shape: tuple[int, ...], fan_in: int, fan_out: int,
                rng: np.random.Generator) -> np.ndarray:
+    # A weight larger than memory would be drawn page by page until the kernel kills the process:
+    # refuse it first (the draw in float64, the weight and its gradient).
+    need = int(np.prod(shape)) * (8 + 2 * np.dtype(B.float_dtype()).itemsize)
+    free = B.available_memory()
+    if free is not None and need > free:
+        raise MemoryError(f"weights of shape {tuple(shape)} need {B.format_bytes(need)}; "
+                          f"{B.format_bytes(free)} of memory is available")
     if init == "zeros":
         w = np.zeros(shape)
     elif init == "glorot_uniform":
