@@ -8,21 +8,10 @@ import pytest
 import netcli.layers  # noqa: F401  (registers every layer)
 from netcli.gradcheck import check_layer
 from netcli.registry import LAYERS
+from registry_cases import registry_cases
 
 
-def _cases():
-    for name, cls in LAYERS.items():
-        try:
-            cases = cls.grad_cases()
-        except NotImplementedError:
-            cases = []
-        if not cases:
-            yield pytest.param(name, None, id=f"{name}-missing")
-        for i, case in enumerate(cases):
-            yield pytest.param(name, case, id=f"{name}-{i}")
-
-
-@pytest.mark.parametrize("name,case", list(_cases()))
+@pytest.mark.parametrize("name,case", list(registry_cases(LAYERS)))
 def test_layer_gradients(name, case):
     assert case is not None, f"layer '{name}' is registered without gradient-check cases"
     report = check_layer(name, case)

@@ -8,21 +8,10 @@ import torch.nn.functional as F  # noqa: E402
 from netcli.gradcheck import check_arrays  # noqa: E402
 from netcli.losses import CrossEntropy, LossCase, make_loss  # noqa: E402
 from netcli.registry import LOSSES, UnknownNameError  # noqa: E402
+from registry_cases import registry_cases  # noqa: E402
 
 
-def _cases():
-    for name, cls in LOSSES.items():
-        try:
-            cases = cls.grad_cases()
-        except NotImplementedError:
-            cases = []
-        if not cases:
-            yield pytest.param(name, None, id=f"{name}-missing")
-        for i, case in enumerate(cases):
-            yield pytest.param(name, case, id=f"{name}-{i}")
-
-
-@pytest.mark.parametrize("name,case", list(_cases()))
+@pytest.mark.parametrize("name,case", list(registry_cases(LOSSES)))
 def test_loss_gradients(name, case):
     assert case is not None, f"loss '{name}' is registered without gradient-check cases"
     rng = np.random.default_rng(0)
