@@ -1,4 +1,4 @@
-"""Generative models: whole-loss gradients, schedules, EMA, samplers, `netcli sample` and sample quality."""
+"""Whole-loss gradients of every model type; generative models: schedules, EMA, samplers, `netcli sample`, quality."""
 from types import SimpleNamespace
 
 import numpy as np
@@ -79,6 +79,25 @@ def test_ddpm_loss_gradients_with_fixed_timestep_and_noise(denoiser, shape, sche
         x, eps, t = rng.random((3, *shape)), rng.standard_normal((3, *shape)), np.array([0, 9, 49])
         check_model(model, lambda: model.noise_loss(model.net, x, t, eps, True)["loss"],
                     lambda: model.net.backward(model.mse.backward()), rng)
+
+
+@pytest.mark.parametrize("kind,target", [("classifier", "labels"), ("regressor", "values")])
+def test_supervised_loss_gradients(kind, target, rng):
+    layers = [{"type": "dense", "units": 5}, "tanh", {"type": "dense", "units": 3}]
+    with B.dtype_scope("float64"):
+        cls = MODELS.get(kind)
+        model = cls(cls.Config(layers=layers))
+        model.setup(SimpleNamespace(input_shape=(4,), target_shape=(3,) if kind == "regressor" else (),
+                                    num_classes=3), np.random.default_rng(0))
+        x = rng.standard_normal((6, 4))
+        y = rng.integers(0, 3, 6) if target == "labels" else rng.standard_normal((6, 3))
+        check_model(model, lambda: model.loss.forward(model.net.forward(x, True), y),
+                    lambda: model.net.backward(model.loss.backward()), rng)
+
+
+def test_every_model_type_has_a_whole_loss_gradient_check():
+    checked = {"classifier", "regressor", "autoencoder", "vae", "ddpm"}  # the tests above
+    assert set(MODELS.names()) <= checked, f"model types without a gradient check: {set(MODELS.names()) - checked}"
 
 
 # -- loss values -------------------------------------------------------------------------------
