@@ -114,15 +114,19 @@ def eval_(run: Path = typer.Argument(..., help="run directory (or runs/<name> fo
           split: str = typer.Option("test", help="test or val"),
           classifier: Optional[Path] = typer.Option(None, "--classifier",
                                                     help="score generated samples with this classifier run"),
-          n: int = typer.Option(1000, "-n", help="samples to score with --classifier")):
+          n: int = typer.Option(1000, "-n", min=2, help="samples to score with --classifier"),
+          seed: int = typer.Option(0, "--seed", help="with --classifier: seed of the sampling noise"),
+          steps: Optional[int] = typer.Option(None, "--steps", min=1,
+                                              help="with --classifier, DDPM: DDIM sampling with this many steps")):
     """Metrics of a run's best checkpoint on the test split; writes eval.json."""
     from .train import evaluate_run
 
     if classifier is not None:
         from .models.quality import sample_quality
 
-        result = sample_quality(run, classifier, n=n)
-        _print_metrics("sample quality", result["metrics"])
+        with _step_progress("sampling") as progress:
+            result = sample_quality(run, classifier, n=n, seed=seed, steps=steps, progress=progress)
+        _print_metrics(f"sample quality ({result['sampler']})", result["metrics"])
         return
     result = evaluate_run(run, split)
     _print_metrics(f"{split} split, {result['samples']} samples", result["metrics"])

@@ -1,4 +1,5 @@
 """Whole-loss gradients of every model type; generative models: schedules, EMA, samplers, `netcli sample`, quality."""
+import json
 from types import SimpleNamespace
 
 import numpy as np
@@ -365,10 +366,14 @@ def test_frechet_distance_of_gaussians(rng):
     assert frechet_distance(a, 2 * a) == pytest.approx(m @ m + np.trace(c), rel=1e-6)
 
 
-def test_sample_quality_scores_samples_with_a_classifier(runs, image_data, tmp_path):
+@pytest.fixture(scope="module")
+def clf_dir(image_data, tmp_path_factory):
     clf_model = {"type": "classifier", "layers": ["flatten", {"type": "dense", "units": 16}, "relu",
                                                   {"type": "dense", "units": 4}]}
-    clf_dir = train(run_config("clf", image_data, clf_model, epochs=6), tmp_path).run_dir
+    return train(run_config("clf", image_data, clf_model, epochs=6), tmp_path_factory.mktemp("clf")).run_dir
+
+
+def test_sample_quality_scores_samples_with_a_classifier(runs, clf_dir):
     result = sample_quality(runs["vae"], clf_dir, n=50)
     m = result["metrics"]
     shares = [m[f"class_{k}_share"] for k in range(4)]
@@ -380,3 +385,15 @@ def test_sample_quality_scores_samples_with_a_classifier(runs, image_data, tmp_p
     feats, probs = features_and_probs(clf.model, clf.splits.test_x)
     assert feats.shape == (40, 16) and np.allclose(probs.sum(1), 1)
     assert abs(frechet_distance(feats, feats)) < 1e-6
+
+
+def test_eval_with_a_classifier_samples_with_the_steps_asked_for(runs, clf_dir):
+    from tinyrun import invoke
+
+    r = invoke("eval", runs["ddpm"], "--classifier", clf_dir, "-n", 20, "--steps", 5)
+    assert r.exit_code == 0, r.output
+    quality = json.loads((runs["ddpm"] / "quality.json").read_text())
+    assert quality["sampler"] == "DDIM, 5 steps" and quality["metrics"]["samples"] == 20
+    assert "DDIM, 5 steps" in r.output and quality["sampling_s"] >= 0
+    r = invoke("eval", runs["vae"], "--classifier", clf_dir, "--steps", 5)
+    assert r.exit_code == 2 and "--steps sets DDIM steps of a DDPM run" in r.output

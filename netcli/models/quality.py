@@ -9,7 +9,9 @@
 """
 from __future__ import annotations
 
+import time
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -69,7 +71,7 @@ def classifier_input(images: np.ndarray, clf) -> np.ndarray:
 
 
 def sample_quality(run: Path | str, classifier_run: Path | str, n: int = 1000, seed: int = 0,
-                   steps: int | None = None) -> dict:
+                   steps: int | None = None, progress: Callable[[int, int], None] | None = None) -> dict:
     """Generate ``n`` samples from ``run`` and score them with ``classifier_run``; writes quality.json."""
     from ..train import load_run
 
@@ -79,8 +81,18 @@ def sample_quality(run: Path | str, classifier_run: Path | str, n: int = 1000, s
         raise UserError(f"{clf_dir} is a {clf.cfg.model.type} run; --classifier needs a classifier run")
     if not hasattr(exp.model, "sample"):
         raise UserError(f"{run_dir}: a {exp.cfg.model.type} run does not sample (use a vae or ddpm run)")
+    if exp.cfg.model.type == "ddpm":
+        steps = exp.model.sample_steps(steps)
+        sampler = "ancestral, all steps" if steps is None else f"DDIM, {steps} steps"
+    elif steps is not None:
+        raise UserError(f"--steps sets DDIM steps of a DDPM run; {run_dir} is a {exp.cfg.model.type}")
+    else:
+        sampler = "prior"
     rng = np.random.default_rng(seed)
-    feats, probs = features_and_probs(clf.model, classifier_input(exp.model.sample(n, rng, steps=steps), clf))
+    start = time.perf_counter()
+    samples = exp.model.sample(n, rng, steps=steps, progress=progress)
+    sampling_s = time.perf_counter() - start
+    feats, probs = features_and_probs(clf.model, classifier_input(samples, clf))
     real_x = clf.splits.test_x if clf.splits.test_x is not None else clf.splits.val_x
     real, _ = features_and_probs(clf.model, real_x)
     train_x = clf.splits.train_x[rng.choice(len(clf.splits.train_x), min(n, len(clf.splits.train_x)), replace=False)]
@@ -94,6 +106,7 @@ def sample_quality(run: Path | str, classifier_run: Path | str, n: int = 1000, s
         "frechet_distance": frechet_distance(feats, real),
         "frechet_distance_real": frechet_distance(reference, real),
     }
-    result = {"classifier": str(clf_dir), "seed": seed, "steps": steps, "metrics": metrics}
+    result = {"classifier": str(clf_dir), "seed": seed, "sampler": sampler, "sampling_s": round(sampling_s, 1),
+              "metrics": metrics}
     write_json(run_dir / "quality.json", result)
     return result
