@@ -1,5 +1,6 @@
 """Whole-loss gradients of every model type; generative models: schedules, EMA, samplers, `netcli sample`, quality."""
 import json
+import warnings
 from types import SimpleNamespace
 
 import numpy as np
@@ -371,6 +372,15 @@ def clf_dir(image_data, tmp_path_factory):
     clf_model = {"type": "classifier", "layers": ["flatten", {"type": "dense", "units": 16}, "relu",
                                                   {"type": "dense", "units": 4}]}
     return train(run_config("clf", image_data, clf_model, epochs=6), tmp_path_factory.mktemp("clf")).run_dir
+
+
+def test_frechet_distance_of_singular_features_is_finite_and_silent(rng):
+    a, b = rng.standard_normal((300, 5)), rng.standard_normal((300, 5)) + 1
+    a[:, 2] = b[:, 2] = 0  # a dead ReLU unit: zero variance
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        d = frechet_distance(a, b)
+    assert d == pytest.approx(frechet_distance(np.delete(a, 2, 1), np.delete(b, 2, 1)), abs=1e-3)
 
 
 def test_sample_quality_scores_samples_with_a_classifier(runs, clf_dir):

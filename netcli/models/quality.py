@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import time
+import warnings
 from pathlib import Path
 from typing import Callable
 
@@ -30,8 +31,13 @@ def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
 
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
     ca, cb = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
-    root = linalg.sqrtm(ca @ cb)
-    if not np.isfinite(root).all():  # a singular product: nudge both covariances (as pytorch-fid does)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", linalg.LinAlgWarning)
+        try:
+            root = linalg.sqrtm(ca @ cb)
+        except linalg.LinAlgWarning:  # singular (a feature that is always 0, fewer samples than features)
+            root = None
+    if root is None or not np.isfinite(root).all():  # nudge both covariances, as pytorch-fid does
         eps = 1e-6 * np.eye(len(ca))
         root = linalg.sqrtm((ca + eps) @ (cb + eps))
     diff = a.mean(0) - b.mean(0)
