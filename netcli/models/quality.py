@@ -37,9 +37,10 @@ def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
             root = linalg.sqrtm(ca @ cb)
         except linalg.LinAlgWarning:  # singular (a feature that is always 0, fewer samples than features)
             root = None
-    if root is None or not np.isfinite(root).all():  # nudge both covariances, as pytorch-fid does
-        eps = 1e-6 * np.eye(len(ca))
-        root = linalg.sqrtm((ca + eps) @ (cb + eps))
+    if root is None or not np.isfinite(root).all():  # nudge both covariances, as pytorch-fid does,
+        eps = 1e-6 * np.eye(len(ca))                   # and measure between the nudged Gaussians
+        ca, cb = ca + eps, cb + eps
+        root = linalg.sqrtm(ca @ cb)
     diff = a.mean(0) - b.mean(0)
     return float(diff @ diff + np.trace(ca) + np.trace(cb) - 2 * np.trace(root.real))
 
