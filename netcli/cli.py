@@ -121,6 +121,10 @@ def eval_(run: Path = typer.Argument(..., help="run directory (or runs/<name> fo
     """Metrics of a run's best checkpoint on the test split; writes eval.json."""
     from .train import evaluate_run
 
+    if classifier is None and (steps is not None or seed != 0 or n != 1000):
+        from .errors import UserError
+
+        raise UserError("-n, --seed and --steps choose the samples scored with --classifier; give a classifier run")
     if classifier is not None:
         from .models.quality import sample_quality
 

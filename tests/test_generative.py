@@ -407,3 +407,5 @@ def test_eval_with_a_classifier_samples_with_the_steps_asked_for(runs, clf_dir):
     assert "DDIM, 5 steps" in r.output and quality["sampling_s"] >= 0
     r = invoke("eval", runs["vae"], "--classifier", clf_dir, "--steps", 5)
     assert r.exit_code == 2 and "--steps sets DDIM steps of a DDPM run" in r.output
+    r = invoke("eval", runs["ddpm"], "--steps", 5)
+    assert r.exit_code == 2 and "give a classifier run" in r.output
