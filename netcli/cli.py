@@ -240,8 +240,6 @@ def data_ls():
     out.print(table)
 
 
-
-
 class _byte_progress:
     """A rich progress bar fed by the data package's (done, total, description) callback."""
 

@@ -60,6 +60,16 @@ def interpolation(model, a: np.ndarray, b: np.ndarray, n: int) -> np.ndarray:
     return model.decode((1 - w) * za + w * zb)
 
 
+def ddim_steps(run_dir: Path, exp: Experiment, steps: int | None) -> int | None:
+    """The DDIM step count a sampler of this run uses (None: ancestral, or not a DDPM); --steps only for a DDPM."""
+    kind = exp.cfg.model.type
+    if kind != "ddpm":
+        if steps is not None:
+            raise UserError(f"--steps sets DDIM steps of a DDPM run; {run_dir} is a {kind}")
+        return None
+    return exp.model.sample_steps(steps)
+
+
 def sample_run(run: Path | str, n: int = 64, seed: int = 0, steps: int | None = None, out: Path | None = None,
                interpolate: bool = False, progress: Callable[[int, int], None] | None = None) -> dict[str, Path]:
     """Generate from a run's best checkpoint; write a PNG grid and a .npy. Returns their paths."""
@@ -67,8 +77,7 @@ def sample_run(run: Path | str, n: int = 64, seed: int = 0, steps: int | None = 
     model, kind, rng = exp.model, exp.cfg.model.type, np.random.default_rng(seed)
     if interpolate and kind != "vae":
         raise UserError(f"--interpolate needs a VAE run; {run_dir} is a {kind}")
-    if steps is not None and kind != "ddpm":
-        raise UserError(f"--steps sets DDIM steps of a DDPM run; {run_dir} is a {kind}")
+    steps = ddim_steps(run_dir, exp, steps)
     shape = exp.splits.input_shape
     if kind == "autoencoder":
         x = held_out_images(exp, n, rng)
@@ -80,7 +89,6 @@ def sample_run(run: Path | str, n: int = 64, seed: int = 0, steps: int | None = 
         arrays = interpolation(model, a, b, n)
         tiles, name, cols = as_images(arrays, shape), "interpolation", min(n, 16)
     elif hasattr(model, "sample"):
-        steps = model.sample_steps(steps) if kind == "ddpm" else None
         arrays = model.sample(n, rng, steps=steps, progress=progress)
         tiles, name, cols = as_images(arrays, shape), "samples", math.ceil(math.sqrt(n))
         if steps is not None:

@@ -80,6 +80,7 @@ def classifier_input(images: np.ndarray, clf) -> np.ndarray:
 def sample_quality(run: Path | str, classifier_run: Path | str, n: int = 1000, seed: int = 0,
                    steps: int | None = None, progress: Callable[[int, int], None] | None = None) -> dict:
     """Generate ``n`` samples from ``run`` and score them with ``classifier_run``; writes quality.json."""
+    from ..sample import ddim_steps
     from ..train import load_run
 
     run_dir, exp = load_run(run)
@@ -88,13 +89,11 @@ def sample_quality(run: Path | str, classifier_run: Path | str, n: int = 1000, s
         raise UserError(f"{clf_dir} is a {clf.cfg.model.type} run; --classifier needs a classifier run")
     if not hasattr(exp.model, "sample"):
         raise UserError(f"{run_dir}: a {exp.cfg.model.type} run does not sample (use a vae or ddpm run)")
-    if exp.cfg.model.type == "ddpm":
-        steps = exp.model.sample_steps(steps)
-        sampler = "ancestral, all steps" if steps is None else f"DDIM, {steps} steps"
-    elif steps is not None:
-        raise UserError(f"--steps sets DDIM steps of a DDPM run; {run_dir} is a {exp.cfg.model.type}")
-    else:
+    steps = ddim_steps(run_dir, exp, steps)
+    if exp.cfg.model.type != "ddpm":
         sampler = "prior"
+    else:
+        sampler = "ancestral, all steps" if steps is None else f"DDIM, {steps} steps"
     rng = np.random.default_rng(seed)
     start = time.perf_counter()
     samples = exp.model.sample(n, rng, steps=steps, progress=progress)
