@@ -10,14 +10,12 @@ import json
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
+from tinyrun import runner, write_tiny_data
 
 from netcli.cli import app
 from netcli.layers.dense import Dense
 from netcli.optim import Optimizer
 from netcli.runs import load_checkpoint
-
-runner = CliRunner()
 
 CONFIG = """\
 name: nan
@@ -38,10 +36,7 @@ train: {epochs: 3, checkpoint_every: 2}
 
 @pytest.fixture
 def tiny(tmp_path):
-    rng = np.random.default_rng(0)
-    y = rng.integers(0, 2, 48)
-    x = rng.normal(size=(48, 1, 4, 4)).astype(np.float32) + y[:, None, None, None]
-    np.savez(tmp_path / "train.npz", x=x, y=y)
+    write_tiny_data(tmp_path)  # the config reads train.npz only
     (tmp_path / "nan.yaml").write_text(CONFIG)
     return tmp_path
 

@@ -17,13 +17,11 @@ import signal
 import numpy as np
 import pytest
 import yaml
-from typer.testing import CliRunner
+from tinyrun import invoke, write_tiny_data
 
-from netcli.cli import RichReporter, app
+from netcli.cli import RichReporter
 from netcli.runs import load_checkpoint
 from netcli.train import Trainer, model_arrays
-
-runner = CliRunner()
 
 CONFIG = """\
 name: mlp
@@ -48,17 +46,9 @@ TOTAL = 3 * STEPS_PER_EPOCH
 
 @pytest.fixture
 def tiny(tmp_path):
-    rng = np.random.default_rng(0)
-    for name, n in (("train.npz", 48), ("test.npz", 16)):
-        y = rng.integers(0, 2, n)
-        x = rng.normal(size=(n, 1, 4, 4)).astype(np.float32) + y[:, None, None, None]
-        np.savez(tmp_path / name, x=x, y=y)
+    write_tiny_data(tmp_path)
     (tmp_path / "mlp.yaml").write_text(CONFIG)
     return tmp_path
-
-
-def invoke(*args):
-    return runner.invoke(app, [str(a) for a in args])
 
 
 def train(tiny, *args, runs="runs"):

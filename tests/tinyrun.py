@@ -28,13 +28,18 @@ train:
 """
 
 
-def make_tiny(tmp_path):
-    """Write train.npz, test.npz (two separable classes of 1x4x4 images) and tiny.yaml."""
+def write_tiny_data(tmp_path):
+    """Write train.npz (48) and test.npz (16): two separable classes of 1x4x4 images."""
     rng = np.random.default_rng(0)
     for name, n in (("train.npz", 48), ("test.npz", 16)):
         y = rng.integers(0, 2, n)
         x = rng.normal(size=(n, 1, 4, 4)).astype(np.float32) + y[:, None, None, None]
         np.savez(tmp_path / name, x=x, y=y)
+
+
+def make_tiny(tmp_path):
+    """Write the tiny data and tiny.yaml."""
+    write_tiny_data(tmp_path)
     (tmp_path / "tiny.yaml").write_text(TINY)
     return tmp_path
 
