@@ -10,7 +10,9 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
-from typing import Iterator
+import os
+from concurrent.futures import ThreadPoolExecutor
+from typing import Callable, Iterator
 
 import numpy as np
 
@@ -106,6 +108,67 @@ def tune_allocator() -> bool:
         return False
     M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # from glibc's malloc.h
     return bool(mallopt(M_MMAP_THRESHOLD, 256 << 20) and mallopt(M_TRIM_THRESHOLD, 512 << 20))
+
+
+_threads: int | None = None  # set_threads(); None until first asked for
+_pool: ThreadPoolExecutor | None = None
+
+
+def threads() -> int:
+    """Threads the engine splits its work over (the first call settles it; see set_threads)."""
+    if _threads is None:
+        set_threads(None)
+    return _threads
+
+
+def set_threads(n: int | None) -> None:
+    """Run the engine on n threads; None: OPENBLAS_NUM_THREADS or OMP_NUM_THREADS, else every usable core.
+
+    The engine parallelises itself: layers split the batch into one chunk per
+    thread (``parallel``) and BLAS runs on one thread inside each chunk. Leaving
+    the threading to BLAS instead would spread only the matmuls: numpy's
+    elementwise passes (half a CNN step) run on one core, and OpenBLAS's idle
+    workers spin on the others for a while after each call, so no other thread
+    gets them. The environment variables that limit BLAS limit the engine.
+    """
+    global _threads
+    if n is None:
+        values = [os.environ.get(name, "") for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")]
+        n = next((int(v) for v in values if v.isdigit() and int(v) > 0), len(os.sched_getaffinity(0)))
+    from threadpoolctl import threadpool_limits  # here: only a process that computes needs it
+
+    threadpool_limits(1, user_api="blas")  # from now on, for the whole process
+    _threads = n
+
+
+def parallel(fn: Callable, items: list) -> list:
+    """[fn(item) for item in items], run on the engine's threads (in order; the first on this thread).
+
+    numpy and BLAS let go of the GIL inside their loops, so array work on
+    separate parts of a batch runs in parallel on Python threads.
+    """
+    global _pool
+    k = threads()
+    if k <= 1 or len(items) <= 1:
+        return [fn(item) for item in items]
+    if _pool is None or _pool._max_workers != k - 1:
+        _pool = ThreadPoolExecutor(k - 1, thread_name_prefix="netcli")
+    others = [_pool.submit(fn, item) for item in items[1:]]
+    return [fn(items[0])] + [f.result() for f in others]
+
+
+min_chunk_cost = 1 << 16  # the least work worth a thread: about 50 us (tests lower it to split tiny inputs)
+
+
+def batch_chunks(a: np.ndarray, entry_cost: float = 1.0) -> list[slice]:
+    """Split a's first axis into one slice per engine thread, or fewer where a part would cost under min_chunk_cost.
+
+    The work is a.size * entry_cost: 1 for a pass over each entry; a multiply-add counts 1/32.
+    """
+    n = len(a)
+    k = max(1, min(threads(), n, int(a.size * entry_cost) // min_chunk_cost))
+    bounds = np.linspace(0, n, k + 1).astype(int)
+    return [slice(lo, hi) for lo, hi in zip(bounds[:-1], bounds[1:])]
 
 
 def make_rng(seed: int) -> np.random.Generator:

@@ -13,6 +13,7 @@ from typing import Literal
 import numpy as np
 from pydantic import Field
 
+from .. import backend as B
 from .base import GradCase, Layer, LayerConfig, register_layer
 
 _CASES = [GradCase({}, (7,)), GradCase({}, (2, 3, 4), batch=2)]
@@ -92,6 +93,17 @@ class ReLU(Elementwise):
 
     def df(self, x, y):
         return x > 0
+
+    # The hottest elementwise pass of a CNN: both directions run on the engine's threads.
+    def forward(self, x, training):
+        self.x, self.y = x, B.empty(x.shape, dtype=x.dtype)
+        B.parallel(lambda s: np.maximum(x[s], 0, out=self.y[s]), B.batch_chunks(x))
+        return self.y
+
+    def backward(self, dy):
+        dx = B.empty(dy.shape, dtype=dy.dtype)
+        B.parallel(lambda s: np.multiply(dy[s], self.x[s] > 0, out=dx[s]), B.batch_chunks(dy))
+        return dx
 
 
 @register_layer("leaky_relu")

@@ -15,7 +15,9 @@ elementwise op from mixing memory layouts (several times slower).
 The patch matrix is kh*kw times the input: at batch 256 it outgrows the
 cache, and every pass over it (build, matmul, and the weight gradient in
 backward) goes to memory. So the batch is taken in micro-batches whose
-patches stay under ``micro_batch_bytes`` (about 20% faster at batch 256).
+patches stay under ``micro_batch_bytes`` (about 20% faster at batch 256),
+at least one per engine thread: the micro-batches run in parallel, each with
+its own share of the weight gradient, summed at the end.
 
 With few input channels (an image's 1 or 3) those runs are a few numbers
 long and the copy crawls. Then the layer uses Caffe's channel-first layout,
@@ -157,8 +159,8 @@ class Conv2D(Layer):
         kh, kw, sh, sw, oh, ow = self.geometry
         wmat = self._wmat()  # (kh*kw*C, O)
         y = B.empty((n, self.config.filters, oh, ow), dtype=x.dtype)
-        self.slices, self.cols = self._micro_batches(n, x.itemsize), []  # one patch matrix per micro-batch
-        for s in self.slices:
+
+        def chunk(s):  # one micro-batch: its patch matrix is kept for backward
             xp = B.zeros((len(x[s]), h + pt + pb, w + pl + pr, c), dtype=x.dtype)  # (M, Hp, Wp, C)
             xp[:, pt:pt + h, pl:pl + w] = x[s].transpose(0, 2, 3, 1)
             cols = im2col(xp, kh, kw, sh, sw, oh, ow)  # (M*OH*OW, kh*kw*C)
@@ -166,7 +168,10 @@ class Conv2D(Layer):
             if self.config.bias:
                 ym += self.params["b"]
             y[s] = ym.reshape(len(xp), oh, ow, -1).transpose(0, 3, 1, 2)  # (M, O, OH, OW)
-            self.cols.append(cols)
+            return cols
+
+        self.slices = self._micro_batches(n, x.itemsize)
+        self.cols = B.parallel(chunk, self.slices)  # one patch matrix per micro-batch
         return y
 
     def backward(self, dy):
@@ -176,55 +181,72 @@ class Conv2D(Layer):
         kh, kw, sh, sw, oh, ow = self.geometry
         (pt, pb), (pl, pr) = self.pads
         _, h, w = self.in_shape
-        dwmat = B.zeros((kh * kw * self.in_shape[0], o), dtype=dy.dtype)
         dx = B.empty((n, *self.in_shape), dtype=dy.dtype) if self.needs_input_grad else None
-        for s, cols in zip(self.slices, self.cols):
+
+        def chunk(s_cols):  # one micro-batch: its share of dWmat and db; its rows of dx
+            s, cols = s_cols
             m = len(dy[s])
             dy2 = dy[s].transpose(0, 2, 3, 1).reshape(m * oh * ow, o)  # (M*OH*OW, O)
-            dwmat += cols.T @ dy2  # (kh*kw*C, O)
-            if self.config.bias:
-                self.grads["b"] += dy2.sum(axis=0)
             if dx is not None:
                 padded = (m, h + pt + pb, w + pl + pr, self.in_shape[0])
                 dxp = col2im_matmul(dy2, self.params["W"], padded, sh, sw, oh, ow)  # (M, Hp, Wp, C)
                 dx[s] = dxp[:, pt:pt + h, pl:pl + w].transpose(0, 3, 1, 2)  # (M, C, H, W)
-        self.grads["W"] += dwmat.reshape(kh, kw, -1, o).transpose(3, 2, 0, 1)
+            return cols.T @ dy2, dy2.sum(axis=0)  # (kh*kw*C, O), (O,)
+
+        parts = B.parallel(chunk, list(zip(self.slices, self.cols)))
+        self.grads["W"] += sum(dw for dw, _ in parts).reshape(kh, kw, -1, o).transpose(3, 2, 0, 1)
+        if self.config.bias:
+            self.grads["b"] += sum(db for _, db in parts)
         return dx
 
     def _micro_batches(self, n: int, itemsize: int) -> list[slice]:
-        """Slices of the batch whose patch matrices stay within ``micro_batch_bytes`` (at least one sample)."""
+        """Slices of the batch: at least one per engine thread, and patch matrices within ``micro_batch_bytes``."""
         kh, kw, _, _, oh, ow = self.geometry
         per_sample = oh * ow * kh * kw * self.in_shape[0] * itemsize
-        m = max(1, self.micro_batch_bytes // per_sample)
+        m = max(1, min(self.micro_batch_bytes // per_sample, -(-n // B.threads())))
         return [slice(i, i + m) for i in range(0, n, m)]
 
     def _forward_channel_first(self, x):
         n, c, h, w = x.shape
         (pt, pb), (pl, pr) = self.pads
         kh, kw, sh, sw, oh, ow = self.geometry
-        xp = B.zeros((n, c, h + pt + pb, w + pl + pr), dtype=x.dtype)  # (N, C, Hp, Wp)
-        xp[:, :, pt:pt + h, pl:pl + w] = x
-        self.cols = im2col_channel_first(xp, kh, kw, sh, sw, oh, ow)  # (N, C*kh*kw, OH*OW)
-        self.padded_shape = xp.shape
-        y = self.params["W"].reshape(self.config.filters, -1) @ self.cols  # (N, O, OH*OW)
-        if self.config.bias:
-            y += self.params["b"][:, None]
+        y = B.empty((n, self.config.filters, oh * ow), dtype=x.dtype)  # (N, O, OH*OW)
+
+        def chunk(s):
+            xp = B.zeros((len(x[s]), c, h + pt + pb, w + pl + pr), dtype=x.dtype)  # (M, C, Hp, Wp)
+            xp[:, :, pt:pt + h, pl:pl + w] = x[s]
+            cols = im2col_channel_first(xp, kh, kw, sh, sw, oh, ow)  # (M, C*kh*kw, OH*OW)
+            np.matmul(self.params["W"].reshape(self.config.filters, -1), cols, out=y[s])
+            if self.config.bias:
+                y[s] += self.params["b"][:, None]
+            return cols
+
+        self.slices = self._micro_batches(n, x.itemsize)
+        self.cols = B.parallel(chunk, self.slices)
         return y.reshape(n, -1, oh, ow)
 
     def _backward_channel_first(self, dy):
         n, o = dy.shape[:2]
         kh, kw, sh, sw, oh, ow = self.geometry
+        (pt, pb), (pl, pr) = self.pads
+        c, h, w = self.in_shape
         dy3 = dy.reshape(n, o, oh * ow)  # (N, O, OH*OW)
-        self.grads["W"] += (dy3 @ self.cols.transpose(0, 2, 1)).sum(axis=0).reshape(self.params["W"].shape)
+        dx = B.empty((n, c, h, w), dtype=dy.dtype) if self.needs_input_grad else None
+
+        def chunk(s_cols):
+            s, cols = s_cols
+            if dx is not None:
+                dcols = self.params["W"].reshape(o, -1).T @ dy3[s]  # (M, C*kh*kw, OH*OW)
+                padded = (len(cols), c, h + pt + pb, w + pl + pr)
+                dxp = col2im_channel_first(dcols, padded, kh, kw, sh, sw, oh, ow)  # (M, C, Hp, Wp)
+                dx[s] = dxp[:, :, pt:pt + h, pl:pl + w]
+            return (dy3[s] @ cols.transpose(0, 2, 1)).sum(axis=0), dy3[s].sum(axis=(0, 2))  # (O, C*kh*kw), (O,)
+
+        parts = B.parallel(chunk, list(zip(self.slices, self.cols)))
+        self.grads["W"] += sum(dw for dw, _ in parts).reshape(self.params["W"].shape)
         if self.config.bias:
-            self.grads["b"] += dy3.sum(axis=(0, 2))
-        if not self.needs_input_grad:
-            return None
-        dcols = self.params["W"].reshape(o, -1).T @ dy3  # (N, C*kh*kw, OH*OW)
-        dxp = col2im_channel_first(dcols, self.padded_shape, kh, kw, sh, sw, oh, ow)  # (N, C, Hp, Wp)
-        (pt, _), (pl, _) = self.pads
-        _, h, w = self.in_shape
-        return np.ascontiguousarray(dxp[:, :, pt:pt + h, pl:pl + w])  # (N, C, H, W)
+            self.grads["b"] += sum(db for _, db in parts)
+        return dx
 
     def _wmat(self) -> np.ndarray:
         """Weights as a matrix whose rows follow the (kh, kw, C) order of im2col: (kh*kw*C, O)."""

@@ -34,18 +34,33 @@ class Dense(Layer):
 
     def forward(self, x, training):
         self.x = x  # (N, ..., F)
-        y = x @ self.params["W"]  # (N, ..., U)
-        if self.config.bias:
-            y += self.params["b"]
+        F, U = self.params["W"].shape
+        x2, y = x.reshape(-1, F), B.empty((*x.shape[:-1], U), dtype=x.dtype)
+        y2 = y.reshape(-1, U)  # (M, U)
+
+        def chunk(s):  # rows s of y, on one engine thread
+            np.matmul(x2[s], self.params["W"], out=y2[s])
+            if self.config.bias:
+                y2[s] += self.params["b"]
+
+        B.parallel(chunk, B.batch_chunks(x2, U / 32))
         return y
 
     def backward(self, dy):
         F, U = self.params["W"].shape
         x2, dy2 = self.x.reshape(-1, F), dy.reshape(-1, U)  # (M, F), (M, U)
-        self.grads["W"] += x2.T @ dy2
+        dx = B.empty(self.x.shape, dtype=dy.dtype) if self.needs_input_grad else None
+
+        def chunk(s):  # rows s: their share of dW and db, and their rows of dx
+            if dx is not None:
+                np.matmul(dy2[s], self.params["W"].T, out=dx.reshape(-1, F)[s])
+            return x2[s].T @ dy2[s], dy2[s].sum(axis=0)
+
+        parts = B.parallel(chunk, B.batch_chunks(x2, U / 16))
+        self.grads["W"] += sum(dw for dw, _ in parts)
         if self.config.bias:
-            self.grads["b"] += dy2.sum(axis=0)
-        return dy @ self.params["W"].T if self.needs_input_grad else None  # (N, ..., F)
+            self.grads["b"] += sum(db for _, db in parts)
+        return dx  # (N, ..., F)
 
     def flops(self):
         lead = int(np.prod(self.in_shape[:-1])) if len(self.in_shape) > 1 else 1

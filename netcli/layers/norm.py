@@ -51,23 +51,33 @@ class BatchNorm(Layer):
 
     def forward(self, x, training):
         x3 = x.reshape(self.view)  # (M, F, P)
+        chunks = B.batch_chunks(x3)  # each pass over x runs on the engine's threads, in parts of M
+        xc = B.empty(x3.shape, dtype=x.dtype)
         if training:
             count = x3.shape[0] * x3.shape[2]
-            mean = np.einsum("mfp->f", x3) / count  # (F,)
-            xc = x3 - mean[:, None]
-            var = np.einsum("mfp,mfp->f", xc, xc) / count
+            mean = sum(B.parallel(lambda s: np.einsum("mfp->f", x3[s]), chunks)) / count  # (F,)
+
+            def center(s):  # xc = x - mean, and its share of the sum of squares
+                np.subtract(x3[s], mean[:, None], out=xc[s])
+                return np.einsum("mfp,mfp->f", xc[s], xc[s])
+
+            var = sum(B.parallel(center, chunks)) / count
             self._update_running(mean, var, count)
         else:
-            xc = x3 - self.buffers["running_mean"][:, None]
             var = self.buffers["running_var"]
+            B.parallel(lambda s: np.subtract(x3[s], self.buffers["running_mean"][:, None], out=xc[s]), chunks)
         self.training = training
         self.inv_std = 1 / np.sqrt(var + self.config.eps)  # (F,)
-        xc *= self.inv_std[:, None]  # in place (xc is a fresh array): these passes are memory-bound
-        self.xhat = xc  # (M, F, P)
-        if not self.config.affine:
-            return self.xhat.reshape(x.shape)
-        y = self.xhat * self.params["gamma"][:, None]
-        y += self.params["beta"][:, None]
+        self.xhat = xc  # (M, F, P), normalised in place below: these passes are memory-bound
+        y = xc if not self.config.affine else B.empty(x3.shape, dtype=x.dtype)
+
+        def normalise(s):
+            xc[s] *= self.inv_std[:, None]
+            if self.config.affine:
+                np.multiply(xc[s], self.params["gamma"][:, None], out=y[s])
+                y[s] += self.params["beta"][:, None]
+
+        B.parallel(normalise, chunks)
         return y.reshape(x.shape)
 
     def _update_running(self, mean, var, count):
@@ -79,21 +89,29 @@ class BatchNorm(Layer):
 
     def backward(self, dy):
         dy3 = dy.reshape(self.view)  # (M, F, P)
-        sum_dy = np.einsum("mfp->f", dy3)  # (F,)
-        sum_dy_xhat = np.einsum("mfp,mfp->f", dy3, self.xhat)
+        chunks = B.batch_chunks(dy3)
+        parts = B.parallel(lambda s: (np.einsum("mfp->f", dy3[s]), np.einsum("mfp,mfp->f", dy3[s], self.xhat[s])),
+                           chunks)
+        sum_dy, sum_dy_xhat = sum(p[0] for p in parts), sum(p[1] for p in parts)  # (F,), (F,)
         if self.config.affine:
             self.grads["gamma"] += sum_dy_xhat
             self.grads["beta"] += sum_dy
         scale = (self.inv_std * self.params["gamma"] if self.config.affine else self.inv_std)[:, None]  # (F, 1)
+        dx = B.empty(dy3.shape, dtype=dy.dtype)
         if not self.training:  # running statistics are constants
-            return (dy3 * scale).reshape(dy.shape)
+            B.parallel(lambda s: np.multiply(dy3[s], scale, out=dx[s]), chunks)
+            return dx.reshape(dy.shape)
         # The module docstring's formula with gamma constant over the reduced axes, folded in:
         # dx = gamma / std * (dy - (sum(dy) + xhat * sum(dy * xhat)) / M), in place on one fresh array
         count = dy3.shape[0] * dy3.shape[2]
-        dx = self.xhat * (-sum_dy_xhat / count)[:, None]
-        dx += dy3
-        dx -= (sum_dy / count)[:, None]
-        dx *= scale
+
+        def chunk(s):
+            np.multiply(self.xhat[s], (-sum_dy_xhat / count)[:, None], out=dx[s])
+            dx[s] += dy3[s]
+            dx[s] -= (sum_dy / count)[:, None]
+            dx[s] *= scale
+
+        B.parallel(chunk, chunks)
         return dx.reshape(dy.shape)
 
     @classmethod

@@ -108,19 +108,29 @@ class MaxPool2D(Pool2D):
     def _forward_2x2(self, x):
         n, c, h, w = x.shape
         self.x6 = x.reshape(n, c, h // 2, 2, w // 2, 2)  # (N, C, OH, 2, OW, 2)
-        x6 = self.x6
-        self.y = np.maximum(np.maximum(x6[:, :, :, 0, :, 0], x6[:, :, :, 0, :, 1]),
-                            np.maximum(x6[:, :, :, 1, :, 0], x6[:, :, :, 1, :, 1]))  # (N, C, OH, OW)
-        return self.y
+        y = self.y = B.empty((n, c, h // 2, w // 2), dtype=x.dtype)  # (N, C, OH, OW)
+
+        def chunk(s):  # pairwise maxima, written into y[s]
+            x6 = self.x6[s]
+            np.maximum(x6[:, :, :, 0, :, 0], x6[:, :, :, 0, :, 1], out=y[s])
+            np.maximum(y[s], x6[:, :, :, 1, :, 0], out=y[s])
+            np.maximum(y[s], x6[:, :, :, 1, :, 1], out=y[s])
+
+        B.parallel(chunk, B.batch_chunks(x))
+        return y
 
     def _backward_2x2(self, dy):
         dx6 = B.empty(self.x6.shape, dtype=dy.dtype)  # (N, C, OH, 2, OW, 2)
-        free = np.ones(dy.shape, dtype=bool)  # windows whose gradient is not yet routed
-        for i, j in ((0, 0), (0, 1), (1, 0), (1, 1)):  # row-major: the first maximum takes it
-            hit = self.x6[:, :, :, i, :, j] == self.y
-            hit &= free
-            np.multiply(dy, hit, out=dx6[:, :, :, i, :, j])
-            free ^= hit  # in-place ops: this loop is memory-bound
+
+        def chunk(s):
+            x6, y, dys, free = self.x6[s], self.y[s], dy[s], np.ones(dy[s].shape, dtype=bool)  # free: not yet routed
+            for i, j in ((0, 0), (0, 1), (1, 0), (1, 1)):  # row-major: the first maximum takes it
+                hit = x6[:, :, :, i, :, j] == y
+                hit &= free
+                np.multiply(dys, hit, out=dx6[s][:, :, :, i, :, j])
+                free ^= hit  # in-place ops: these loops are short and strided
+
+        B.parallel(chunk, B.batch_chunks(dx6))
         return dx6.reshape(self.x_shape)
 
     @classmethod
