@@ -14,9 +14,10 @@ float32 error against the same reference is printed too: the float64
 reference matters, e.g. torch's float32 post-norm transformer block gradients
 are off by percents where netcli's are within 1e-6.)
 
-Then, per thread count (numpy's BLAS through threadpoolctl,
-torch.set_num_threads), both engines warm up and run ``--repeats`` steps
-interleaved (netcli, torch, netcli, ...) so both see the same machine load.
+Then, per thread count (netcli's backend.set_threads: the engine splits
+each batch over its own threads, BLAS on one thread in each; torch's
+set_num_threads), both engines warm up and run ``--repeats`` steps
+interleaved in blocks of 5 (see ``interleaved``) so both see the same machine load.
 The table gives the median step time of each and the ratio netcli / torch.
 
 A train step is forward, loss, backward and an Adam step (netcli: the model's
@@ -437,14 +438,22 @@ def timed(step: Callable[[], None]) -> float:
     return time.perf_counter() - start
 
 
-def interleaved(ours: Callable, theirs: Callable, repeats: int, warmup: int) -> tuple[float, float]:
-    """Median seconds per step of each engine, alternating step by step after ``warmup`` steps each."""
+def interleaved(ours: Callable, theirs: Callable, repeats: int, warmup: int, block: int = 5) -> tuple[float, float]:
+    """Median seconds per step of each engine: ``warmup`` steps each, then blocks of ``block`` timed steps,
+    alternating (netcli, torch, netcli, ...), each block after one untimed step.
+
+    Blocks rather than single steps: after its step an engine's idle worker threads spin-wait on the
+    cores for a while (torch's OpenMP workers some milliseconds; OpenBLAS's, when netcli let BLAS
+    thread, longer), and alternating step by step timed each engine against the other's spinning.
+    """
     t_ours, t_theirs = [], []
-    for i in range(warmup + repeats):
-        a, b = timed(ours), timed(theirs)
-        if i >= warmup:
-            t_ours.append(a)
-            t_theirs.append(b)
+    for _ in range(warmup):
+        timed(ours), timed(theirs)
+    while len(t_ours) < repeats:
+        k = min(block, repeats - len(t_ours))
+        for step, times in ((ours, t_ours), (theirs, t_theirs)):
+            step()  # untimed: takes the other engine's spinning threads
+            times.extend(timed(step) for _ in range(k))
     return statistics.median(t_ours), statistics.median(t_theirs)
 
 
@@ -463,6 +472,7 @@ def memory_child(name: str, batch: str, engine: str) -> None:
     """Print the peak RSS growth (KiB) over building ``engine``'s model and running its first step."""
     w = next(w for w in WORKLOADS if w.name == name and w.batch == int(batch))
     torch.set_num_threads(1)
+    B.set_threads(1)
     with threadpool_limits(1, user_api="blas"):
         x, y = batch_data(w)
         make = (lambda: NetcliRunner(w, x, y)) if engine == "netcli" else (lambda: TorchRunner(w, x, y))
@@ -542,8 +552,8 @@ def main() -> None:
         mem = (None, None) if args.no_memory else (peak_memory(w, "netcli"), peak_memory(w, "torch"))
         for threads in args.threads:
             torch.set_num_threads(threads)
-            with threadpool_limits(threads, user_api="blas"):
-                t_ours, t_theirs = interleaved(ours.step, theirs.step, args.repeats, args.warmup)
+            B.set_threads(threads)  # netcli splits its work over its own threads, BLAS on one thread each
+            t_ours, t_theirs = interleaved(ours.step, theirs.step, args.repeats, args.warmup)
             rows.append((w.name, w.batch, threads, t_ours * 1e3, t_theirs * 1e3, mem))
 
     fmt = lambda m: "-" if m is None else f"{m:.1f}"  # noqa: E731
