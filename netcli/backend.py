@@ -142,19 +142,22 @@ def set_threads(n: int | None) -> None:
 
 
 def parallel(fn: Callable, items: list) -> list:
-    """[fn(item) for item in items], run on the engine's threads (in order; the first on this thread).
+    """[fn(item) for item in items], run on the engine's threads: thread j takes items j, j+k, ... (k threads).
 
     numpy and BLAS let go of the GIL inside their loops, so array work on
-    separate parts of a batch runs in parallel on Python threads.
+    separate parts of a batch runs in parallel on Python threads. This thread
+    takes the first share itself.
     """
     global _pool
-    k = threads()
-    if k <= 1 or len(items) <= 1:
+    k = min(threads(), len(items))
+    if k <= 1:
         return [fn(item) for item in items]
-    if _pool is None or _pool._max_workers != k - 1:
-        _pool = ThreadPoolExecutor(k - 1, thread_name_prefix="netcli")
-    others = [_pool.submit(fn, item) for item in items[1:]]
-    return [fn(items[0])] + [f.result() for f in others]
+    if _pool is None or _pool._max_workers != threads() - 1:
+        _pool = ThreadPoolExecutor(threads() - 1, thread_name_prefix="netcli")
+    share = lambda j: [fn(item) for item in items[j::k]]  # noqa: E731
+    others = [_pool.submit(share, j) for j in range(1, k)]
+    shares = [share(0)] + [f.result() for f in others]
+    return [shares[i % k][i // k] for i in range(len(items))]
 
 
 min_chunk_cost = 1 << 16  # the least work worth a thread: about 50 us (tests lower it to split tiny inputs)
@@ -165,8 +168,11 @@ def batch_chunks(a: np.ndarray, entry_cost: float = 1.0) -> list[slice]:
 
     The work is a.size * entry_cost: 1 for a pass over each entry; a multiply-add counts 1/32.
     """
-    n = len(a)
-    k = max(1, min(threads(), n, int(a.size * entry_cost) // min_chunk_cost))
+    return even_slices(len(a), max(1, min(threads(), len(a), int(a.size * entry_cost) // min_chunk_cost)))
+
+
+def even_slices(n: int, k: int) -> list[slice]:
+    """range(n) cut into k consecutive slices whose lengths differ by at most one."""
     bounds = np.linspace(0, n, k + 1).astype(int)
     return [slice(lo, hi) for lo, hi in zip(bounds[:-1], bounds[1:])]
 

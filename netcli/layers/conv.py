@@ -200,11 +200,13 @@ class Conv2D(Layer):
         return dx
 
     def _micro_batches(self, n: int, itemsize: int) -> list[slice]:
-        """Slices of the batch: at least one per engine thread, and patch matrices within ``micro_batch_bytes``."""
+        """Equal slices of the batch, patch matrices within ``micro_batch_bytes``, as many per engine thread."""
         kh, kw, _, _, oh, ow = self.geometry
-        per_sample = oh * ow * kh * kw * self.in_shape[0] * itemsize
-        m = max(1, min(self.micro_batch_bytes // per_sample, -(-n // B.threads())))
-        return [slice(i, i + m) for i in range(0, n, m)]
+        k, per_sample = B.threads(), oh * ow * kh * kw * self.in_shape[0] * itemsize
+        need = -(-n * per_sample // self.micro_batch_bytes)  # micro-batches the byte limit asks for
+        count = min(n, -(-need // k) * k)  # rounded up to a multiple of the thread count
+        bounds = np.linspace(0, n, count + 1).astype(int)
+        return [slice(lo, hi) for lo, hi in zip(bounds[:-1], bounds[1:])]
 
     def _forward_channel_first(self, x):
         n, c, h, w = x.shape
