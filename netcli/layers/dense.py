@@ -50,16 +50,18 @@ class Dense(Layer):
         F, U = self.params["W"].shape
         x2, dy2 = self.x.reshape(-1, F), dy.reshape(-1, U)  # (M, F), (M, U)
         dx = B.empty(self.x.shape, dtype=dy.dtype) if self.needs_input_grad else None
+        dW = self.grads["W"]
 
-        def chunk(s):  # rows s: their share of dW and db, and their rows of dx
+        def chunk(part):  # rows f of dW (every sample: no partial sums) and rows s of dx
+            f, s = part
+            dW[f] += x2[:, f].T @ dy2  # (F_part, U)
             if dx is not None:
                 np.matmul(dy2[s], self.params["W"].T, out=dx.reshape(-1, F)[s])
-            return x2[s].T @ dy2[s], dy2[s].sum(axis=0)
 
-        parts = B.parallel(chunk, B.batch_chunks(x2, U / 16))
-        self.grads["W"] += sum(dw for dw, _ in parts)
+        rows = B.batch_chunks(x2, U / 16)
+        B.parallel(chunk, list(zip(B.even_slices(F, len(rows)), rows)))
         if self.config.bias:
-            self.grads["b"] += sum(db for _, db in parts)
+            self.grads["b"] += dy2.sum(axis=0)
         return dx  # (N, ..., F)
 
     def flops(self):
