@@ -69,9 +69,18 @@ SPLIT = [
     ("batchnorm", {}, (3, 4, 5), False, True),
     ("batchnorm", {}, (6,), True, True),
     ("relu", {}, (3, 4, 4), True, True),
+    ("gelu", {}, (3, 4), True, True),
+    ("sigmoid", {}, (5,), True, True),
     ("maxpool2d", {"size": 2}, (3, 4, 6), True, True),
     ("dense", {"units": 5}, (7,), True, True),
     ("dense", {"units": 4}, (3, 6), True, False),  # over the last axis of a sequence
+    ("lstm", {"units": 3, "bidirectional": True}, (4, 2), True, True),
+    ("gru", {"units": 3, "return_sequences": True, "bidirectional": True}, (4, 2), True, True),
+    ("rnn", {"units": 3, "return_sequences": True}, (4, 2), True, True),
+    ("layernorm", {}, (4, 5), True, True),
+    ("layernorm", {"normalized_dims": 2, "affine": False}, (4, 5), True, True),
+    ("multihead_attention", {"heads": 2, "causal": True}, (5, 4), True, True),
+    ("multihead_attention", {"heads": 2, "fused_qkv": False}, (5, 4), False, True),
 ]
 
 

@@ -88,7 +88,7 @@ def test_masked_keys_get_exactly_zero_attention(rng):
     layer = mha(ctx={"key_padding_mask": pad}, causal=True)
     x = rng.standard_normal((2, 6, 4))
     y = layer.forward(x, training=True)
-    p = layer.cache[3]  # (N, H, T, T) attention probabilities
+    p = np.concatenate([cache[3] for cache in layer.caches])  # (N, H, T, T) attention probabilities, all chunks
     blocked = pad[:, None, None, :] | np.triu(np.ones((6, 6), bool), 1)
     assert np.all(p[np.broadcast_to(blocked, p.shape)] == 0)
     np.testing.assert_allclose(p.sum(-1), 1)

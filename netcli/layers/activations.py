@@ -29,12 +29,30 @@ class Elementwise(Layer):
         """f'(x), given x and y = f(x)."""
         raise NotImplementedError
 
+    # Entries are independent: large inputs are cut into parts of the batch, one per engine thread.
     def forward(self, x, training):
-        self.x, self.y = x, self.f(x)
+        self.x, self.chunks = x, B.batch_chunks(x, 4)  # a few passes per entry (exp, erf, ...)
+        if len(self.chunks) == 1:
+            self.y = self.f(x)
+            return self.y
+        self.y = B.empty(x.shape, dtype=x.dtype)
+
+        def chunk(s):
+            self.y[s] = self.f(x[s])
+
+        B.parallel(chunk, self.chunks)
         return self.y
 
     def backward(self, dy):
-        return dy * self.df(self.x, self.y)
+        if len(self.chunks) == 1:
+            return dy * self.df(self.x, self.y)
+        dx = B.empty(dy.shape, dtype=dy.dtype)
+
+        def chunk(s):
+            np.multiply(dy[s], self.df(self.x[s], self.y[s]), out=dx[s])
+
+        B.parallel(chunk, self.chunks)
+        return dx
 
     @classmethod
     def grad_cases(cls):
@@ -135,21 +153,29 @@ class GELU(Elementwise):
         approximate: Literal["none", "tanh"] = Field(
             "none", description="none: exact erf form; tanh: the tanh approximation (as torch.nn.GELU)")
 
+    # f and df keep no state (chunks of a batch run on several threads): df recomputes Phi or the tanh
     def f(self, x):
         if self.config.approximate == "tanh":
-            self.t = np.tanh(_SQRT_2_OVER_PI * (x + 0.044715 * x**3))  # kept for df
-            return 0.5 * x * (1 + self.t)
-        from scipy import special
-
-        self.cdf = 0.5 * (1 + special.erf(x / math.sqrt(2)))  # Phi(x), kept for df
-        return x * self.cdf
+            return 0.5 * x * (1 + self._tanh(x))
+        return x * self._cdf(x)
 
     def df(self, x, y):
         if self.config.approximate == "tanh":
+            t = self._tanh(x)
             du = _SQRT_2_OVER_PI * (1 + 3 * 0.044715 * x * x)
-            return 0.5 * (1 + self.t) + 0.5 * x * (1 - self.t * self.t) * du
+            return 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * du
         pdf = np.exp(-0.5 * x * x) / math.sqrt(2 * math.pi)  # phi(x)
-        return self.cdf + x * pdf
+        return self._cdf(x) + x * pdf
+
+    @staticmethod
+    def _tanh(x):
+        return np.tanh(_SQRT_2_OVER_PI * (x + 0.044715 * x**3))
+
+    @staticmethod
+    def _cdf(x):
+        from scipy import special
+
+        return 0.5 * (1 + special.erf(x / math.sqrt(2)))  # Phi(x)
 
     @classmethod
     def grad_cases(cls):

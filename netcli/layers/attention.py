@@ -155,8 +155,16 @@ class MultiheadAttention(Layer):
                        for n in "qkv")
         rate = self.config.dropout if training else 0.0
         o = B.empty((N, T, H, dh), dtype=x.dtype)  # heads side by side per token
-        _, self.cache = attention_forward(q, k, v, self.mask(N, T, x.dtype), rate, self.rng,
-                                          out=o.transpose(0, 2, 1, 3))
+        oh, mask = o.transpose(0, 2, 1, 3), self.mask(N, T, x.dtype)  # (N, H, T, dh), (N or 1, 1, T, T)
+
+        def chunk(s):  # samples s; a mask without a batch axis, or with one row, serves them all
+            m = mask[s] if mask is not None and mask.ndim == 4 and len(mask) > 1 else mask
+            return attention_forward(q[s], k[s], v[s], m, rate, self.rng, out=oh[s])[1]
+
+        # samples are independent: split over the engine's threads, except where dropout draws its
+        # masks (one stream of random numbers, drawn in order)
+        self.chunks = B.batch_chunks(q, T / 8) if rate == 0 else [slice(None)]
+        self.caches = B.parallel(chunk, self.chunks)
         return self.out.forward(o.reshape(N * T, self.dim), training).reshape(N, T, D)
 
     def backward(self, dy):
@@ -165,7 +173,9 @@ class MultiheadAttention(Layer):
         dh = self.dim // H
         do = self.out.backward(dy.reshape(N * T, D)).reshape(N, T, H, dh).transpose(0, 2, 1, 3)
         dqkv = B.empty((N, T, 3, H, dh), dtype=dy.dtype)  # written in the projections' layout
-        attention_backward(do, self.cache, out=tuple(dqkv.transpose(2, 0, 3, 1, 4)))  # each (N, H, T, dh)
+        dq, dk, dv = dqkv.transpose(2, 0, 3, 1, 4)  # each (N, H, T, dh)
+        B.parallel(lambda sc: attention_backward(do[sc[0]], sc[1], out=(dq[sc[0]], dk[sc[0]], dv[sc[0]])),
+                   list(zip(self.chunks, self.caches)))
         if self.config.fused_qkv:
             dx = self.proj["qkv"].backward(dqkv.reshape(N * T, 3 * self.dim))
         else:

@@ -146,25 +146,41 @@ class LayerNorm(Layer):
             self.add_param("beta", B.zeros(in_shape[-k:]))
         return in_shape
 
+    # Samples are independent: each pass runs on the engine's threads, over parts of the batch.
     def forward(self, x, training):
-        mean = x.mean(axis=self.axes, keepdims=True)  # (N, ..., 1)
-        xc = x - mean
-        self.inv_std = 1 / np.sqrt(np.square(xc).mean(axis=self.axes, keepdims=True) + self.config.eps)
-        xc *= self.inv_std  # in place: xc is a fresh array
-        self.xhat = xc
-        if not self.config.affine:
-            return self.xhat
-        return self.xhat * self.params["gamma"] + self.params["beta"]
+        self.xhat = B.empty(x.shape, dtype=x.dtype)
+        self.inv_std = B.empty((*x.shape[:-len(self.axes)], *(1,) * len(self.axes)), dtype=x.dtype)  # (N, ..., 1)
+        y = self.xhat if not self.config.affine else B.empty(x.shape, dtype=x.dtype)
+
+        def chunk(s):
+            xc = np.subtract(x[s], x[s].mean(axis=self.axes, keepdims=True), out=self.xhat[s])
+            self.inv_std[s] = 1 / np.sqrt(np.square(xc).mean(axis=self.axes, keepdims=True) + self.config.eps)
+            xc *= self.inv_std[s]  # now xhat
+            if self.config.affine:
+                np.multiply(xc, self.params["gamma"], out=y[s])
+                y[s] += self.params["beta"]
+
+        B.parallel(chunk, B.batch_chunks(x, 8))
+        return y
 
     def backward(self, dy):
-        xhat = self.xhat
+        dx = B.empty(dy.shape, dtype=dy.dtype)
+        lead = tuple(range(dy.ndim - len(self.axes)))  # batch and any other leading axes
+
+        def chunk(s):
+            xhat, g = self.xhat[s], dy[s]
+            grads = ((g * xhat).sum(axis=lead), g.sum(axis=lead)) if self.config.affine else None
+            if self.config.affine:
+                g = g * self.params["gamma"]  # now dL/dxhat
+            dx[s] = self.inv_std[s] * (g - g.mean(axis=self.axes, keepdims=True)
+                                       - xhat * (g * xhat).mean(axis=self.axes, keepdims=True))
+            return grads
+
+        parts = B.parallel(chunk, B.batch_chunks(dy, 8))
         if self.config.affine:
-            lead = tuple(range(dy.ndim - len(self.axes)))  # batch and any other leading axes
-            self.grads["gamma"] += (dy * xhat).sum(axis=lead)
-            self.grads["beta"] += dy.sum(axis=lead)
-            dy = dy * self.params["gamma"]  # now dL/dxhat
-        return self.inv_std * (dy - dy.mean(axis=self.axes, keepdims=True)
-                               - xhat * (dy * xhat).mean(axis=self.axes, keepdims=True))
+            self.grads["gamma"] += sum(p[0] for p in parts)
+            self.grads["beta"] += sum(p[1] for p in parts)
+        return dx
 
     @classmethod
     def grad_cases(cls):

@@ -354,7 +354,7 @@ class _Recurrent(Layer):
             self.add_param(f"weight_hh{suffix}", self._init((GH, H), H))  # (G*H, H)
             self.add_param(f"bias_ih{suffix}", self._init((GH,), None))  # (G*H,)
             self.add_param(f"bias_hh{suffix}", self._init((GH,), None))  # (G*H,)
-        self.workspaces = [Workspace() for _ in self._directions()]  # buffers reused across steps
+        self.workspaces: dict[tuple[int, int], Workspace] = {}  # (batch chunk, direction): buffers reused
         H_out = H * len(self._directions())
         return (T, H_out) if self.config.return_sequences else (H_out,)
 
@@ -367,33 +367,56 @@ class _Recurrent(Layer):
             return B.zeros(shape)
         return I.initialise(self.config.init, shape, fan_in, H, self.rng)
 
+    # Samples are independent: the batch is split into one chunk per engine thread, and each chunk
+    # runs the whole step loop of every direction on its own workspace.
     def forward(self, x, training):
         H = self.config.units
         x = x.astype(self.params["weight_ih"].dtype, copy=False)  # (N, T, F) in the params' dtype
         y = B.empty((x.shape[0], *self.out_shape), dtype=x.dtype)  # (N, T, dirs*H) or (N, dirs*H)
-        self.caches = []
-        for d, suffix in enumerate(self._directions()):
-            weights = [self.params[n + suffix] for n in PARAM_NAMES]
-            ys, cache = self._run(x[:, ::-1] if d else x, weights, self.workspaces[d])
-            self.caches.append(cache)
-            if self.config.return_sequences:
-                y[..., d * H:(d + 1) * H] = ys[:, ::-1] if d else ys  # back in input order
-            else:
-                y[:, d * H:(d + 1) * H] = ys[:, -1]
+        T, F = self.in_shape
+
+        def chunk(i_s):
+            i, s = i_s
+            caches = []
+            for d, suffix in enumerate(self._directions()):
+                weights = [self.params[n + suffix] for n in PARAM_NAMES]
+                ws = self.workspaces.setdefault((i, d), Workspace())
+                ys, cache = self._run(x[s, ::-1] if d else x[s], weights, ws)
+                caches.append(cache)
+                if self.config.return_sequences:
+                    y[s, :, d * H:(d + 1) * H] = ys[:, ::-1] if d else ys  # back in input order
+                else:
+                    y[s, d * H:(d + 1) * H] = ys[:, -1]
+            return caches
+
+        macs_per_entry = self.gates * H * (F + H) / F  # per entry of x, each step's two matmuls
+        self.chunks = B.batch_chunks(x, macs_per_entry / 32)
+        self.caches = B.parallel(chunk, list(enumerate(self.chunks)))
         return y
 
     def backward(self, dy):
         H = self.config.units
-        dx = B.zeros((dy.shape[0], *self.in_shape), dtype=dy.dtype)  # (N, T, F)
-        for d, suffix in enumerate(self._directions()):
-            part = dy[..., d * H:(d + 1) * H]  # (N, T, H) or (N, H)
-            if self.config.return_sequences:
-                dxd, grads = self._grad(part[:, ::-1] if d else part, None, self.caches[d])
-            else:
-                dxd, grads = self._grad(None, part, self.caches[d])
-            for n, g in zip(PARAM_NAMES, grads):
-                self.grads[n + suffix] += g
-            dx += dxd[:, ::-1] if d else dxd
+        dx = B.empty((dy.shape[0], *self.in_shape), dtype=dy.dtype)  # (N, T, F)
+
+        def chunk(s_caches):
+            s, caches = s_caches
+            grads = []
+            for d, suffix in enumerate(self._directions()):
+                part = dy[s, ..., d * H:(d + 1) * H]  # (M, T, H) or (M, H)
+                if self.config.return_sequences:
+                    dxd, g = self._grad(part[:, ::-1] if d else part, None, caches[d])
+                else:
+                    dxd, g = self._grad(None, part, caches[d])
+                grads += [(n + suffix, gn) for n, gn in zip(PARAM_NAMES, g)]
+                if d:
+                    dx[s] += dxd[:, ::-1]
+                else:
+                    dx[s] = dxd
+            return grads
+
+        for grads in B.parallel(chunk, list(zip(self.chunks, self.caches))):
+            for name, g in grads:
+                self.grads[name] += g
         return dx
 
     def _run(self, x, weights, ws):
