@@ -173,7 +173,7 @@ def batch_chunks(a: np.ndarray, entry_cost: float = 1.0) -> list[slice]:
 
 def even_slices(n: int, k: int) -> list[slice]:
     """range(n) cut into k consecutive slices whose lengths differ by at most one."""
-    bounds = np.linspace(0, n, k + 1).astype(int)
+    bounds = [i * n // k for i in range(k + 1)]  # plain ints: np.linspace costs 40 us, a dozen times a step
     return [slice(lo, hi) for lo, hi in zip(bounds[:-1], bounds[1:])]
 
 

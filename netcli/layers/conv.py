@@ -205,8 +205,7 @@ class Conv2D(Layer):
         k, per_sample = B.threads(), oh * ow * kh * kw * self.in_shape[0] * itemsize
         need = -(-n * per_sample // self.micro_batch_bytes)  # micro-batches the byte limit asks for
         count = min(n, -(-need // k) * k)  # rounded up to a multiple of the thread count
-        bounds = np.linspace(0, n, count + 1).astype(int)
-        return [slice(lo, hi) for lo, hi in zip(bounds[:-1], bounds[1:])]
+        return B.even_slices(n, count)
 
     def _forward_channel_first(self, x):
         n, c, h, w = x.shape
