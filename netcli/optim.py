@@ -17,6 +17,7 @@ from typing import Any, ClassVar, Iterable, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from . import backend as B
 from .registry import OPTIMIZERS
 
 Param = tuple[str, np.ndarray, np.ndarray]  # (name, param, grad)
@@ -47,14 +48,29 @@ class Optimizer:
         return ()
 
     def update(self, lr: float, p: np.ndarray, g: np.ndarray, tmp: np.ndarray, st: dict[str, np.ndarray]) -> None:
-        """Update one parameter ``p`` in place from its gradient ``g``; ``tmp`` is scratch of p's shape."""
+        """Update ``p`` in place from its gradient ``g``, entry by entry; ``tmp`` is scratch of p's shape.
+
+        Entry by entry: ``step`` may pass any part of a parameter (with the same part of g, tmp and
+        the state) and update its parts on separate threads.
+        """
         raise NotImplementedError
 
     def step(self, lr: float) -> None:
-        """Update every parameter in place with learning rate ``lr``, then zero the gradients."""
+        """Update every parameter in place with learning rate ``lr``, then zero the gradients.
+
+        A large parameter is updated in flat parts, one per engine thread (the parameters one after
+        another: they share the scratch buffer).
+        """
         self.t += 1
         for i, (_, p, g) in enumerate(self.params):
-            self.update(lr, p, g, self.scratch[i], {slot: arrays[i] for slot, arrays in self.state.items()})
+            arrays = [p, g, self.scratch[i], *(state[i] for state in self.state.values())]
+            flat = all(a.flags.c_contiguous for a in arrays)  # else a flat view would be a copy
+
+            def part(s):
+                p_, g_, tmp, *st = (a.reshape(-1)[s] if flat else a for a in arrays)
+                self.update(lr, p_, g_, tmp, dict(zip(self.state, st)))
+
+            B.parallel(part, B.batch_chunks(p.reshape(-1), 8) if flat else [slice(None)])  # ~8 passes an entry
             g.fill(0)
 
     def state_dict(self) -> dict[str, np.ndarray]:

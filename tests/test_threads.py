@@ -111,3 +111,27 @@ def test_split_layers_match_one_thread(threads, layer_type, config, in_shape, tr
     assert g1.keys() == g3.keys()
     for name in g1:
         np.testing.assert_allclose(g3[name], g1[name], rtol=1e-12, atol=1e-12, err_msg=name)
+
+
+@pytest.mark.parametrize("spec", [{"type": "adam", "weight_decay": 0.1}, {"type": "adamw"},
+                                  {"type": "sgd", "momentum": 0.9, "nesterov": True}, {"type": "rmsprop"}])
+def test_optimizer_steps_in_parts_match_one_thread(threads, spec):
+    from netcli.optim import make_optimizer
+
+    def run():
+        rng = np.random.default_rng(0)
+        params = [(f"p{i}", rng.standard_normal(shape), np.zeros(shape)) for i, shape in enumerate([(7, 5), (3,)])]
+        opt = make_optimizer({**spec, "lr": 0.1}, params)
+        for _ in range(3):
+            for _, _, g in params:
+                g[...] = rng.standard_normal(g.shape)
+            opt.step(0.1)
+        return [p for _, p, _ in params]
+
+    threads(1)
+    one = run()
+    start = np.random.default_rng(0).standard_normal((7, 5))
+    assert np.abs(one[0] - start).min() > 1e-4  # every entry moved
+    threads(3)
+    for a, b in zip(run(), one):
+        np.testing.assert_allclose(a, b, rtol=1e-13, atol=1e-13)
