@@ -29,7 +29,7 @@ from pathlib import Path
 
 from rich.table import Column, Table
 
-from .backend import format_bytes
+from . import backend as B
 from .layers.base import Layer, walk
 
 WARMUP = 2
@@ -139,20 +139,20 @@ def bench_config(config_path: Path | str, overrides: list[str] = (), repeats: in
     numbers = [Column(h, justify="right") for h in ("forward ms", "backward ms", "FLOPs", "fwd GFLOP/s",
                                                     "bwd GFLOP/s", "params", "activations")]
     table = Table("layer", "type", *numbers,
-                  title=f"{cfg.name}: batch {len(x)}, median of {repeats} train steps",
+                  title=f"{cfg.name}: batch {len(x)}, {B.threads()} thread(s), median of {repeats} train steps",
                   caption=f"train step (forward + loss + backward) {step['step'] * 1e3:.2f} ms, "
                           f"{cfg.optimizer.type} step {step['optimizer'] * 1e3:.2f} ms, "
                           f"{len(x) / (step['step'] + step['optimizer']):,.0f} samples/s; "
-                          f"peak memory of a step {format_bytes(step['peak_bytes'])} (tracemalloc)")
+                          f"peak memory of a step {B.format_bytes(step['peak_bytes'])} (tracemalloc)")
     for t in layers:
         depth = t.path.count(".") - 1
         table.add_row(t.path, "  " * depth + t.layer.type_name, *_cells(t.forward, t.backward, t.flops),
-                      format_bytes(_param_bytes(t.layer)), format_bytes(t.activation_bytes))
+                      B.format_bytes(_param_bytes(t.layer)), B.format_bytes(t.activation_bytes))
     fwd = [sum(v) for v in zip(*(t.forward for t in roots))]
     bwd = [sum(v) for v in zip(*(t.backward for t in roots))]
     table.add_row("total", "", *_cells(fwd, bwd, sum(t.flops for t in roots)),
-                  format_bytes(sum(_param_bytes(t.layer) for t in roots)),
-                  format_bytes(sum(t.activation_bytes for t in roots)), end_section=True)
+                  B.format_bytes(sum(_param_bytes(t.layer) for t in roots)),
+                  B.format_bytes(sum(t.activation_bytes for t in roots)), end_section=True)
     return table
 
 
