@@ -160,7 +160,7 @@ def parallel(fn: Callable, items: list) -> list:
     return [shares[i % k][i // k] for i in range(len(items))]
 
 
-min_chunk_cost = 1 << 16  # the least work worth a thread: about 50 us (tests lower it to split tiny inputs)
+min_chunk_cost = 1 << 18  # the least work worth a thread, about 200 us: a hand-off costs tens (tests lower it)
 
 
 def batch_chunks(a: np.ndarray, entry_cost: float = 1.0) -> list[slice]:
