@@ -11,6 +11,7 @@ import contextlib
 import ctypes
 import ctypes.util
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Iterator
 
@@ -112,6 +113,7 @@ def tune_allocator() -> bool:
 
 _threads: int | None = None  # set_threads(); None until first asked for
 _pool: ThreadPoolExecutor | None = None
+_inside = threading.local()  # .share: this thread is running a share of parallel()
 
 
 def threads() -> int:
@@ -146,15 +148,24 @@ def parallel(fn: Callable, items: list) -> list:
 
     numpy and BLAS let go of the GIL inside their loops, so array work on
     separate parts of a batch runs in parallel on Python threads. This thread
-    takes the first share itself.
+    takes the first share itself. Called from inside a share (a layer whose
+    part calls another that splits), it runs serially: waiting on the pool
+    from the pool could wait forever.
     """
     global _pool
     k = min(threads(), len(items))
-    if k <= 1:
+    if k <= 1 or getattr(_inside, "share", False):
         return [fn(item) for item in items]
     if _pool is None or _pool._max_workers != threads() - 1:
         _pool = ThreadPoolExecutor(threads() - 1, thread_name_prefix="netcli")
-    share = lambda j: [fn(item) for item in items[j::k]]  # noqa: E731
+
+    def share(j):
+        _inside.share = True
+        try:
+            return [fn(item) for item in items[j::k]]
+        finally:
+            _inside.share = False
+
     others = [_pool.submit(share, j) for j in range(1, k)]
     shares = [share(0)] + [f.result() for f in others]
     return [shares[i % k][i // k] for i in range(len(items))]

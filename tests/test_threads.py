@@ -28,6 +28,18 @@ def test_parallel_keeps_the_order_of_its_items_and_raises_their_errors(threads):
         B.parallel(fail, [0, 1, 2])
 
 
+def test_parallel_inside_a_share_runs_serially_instead_of_waiting_on_itself(threads):
+    import threading
+
+    threads(2)
+    result = []
+    call = threading.Thread(daemon=True, target=lambda: result.append(
+        B.parallel(lambda i: B.parallel(lambda j: 10 * i + j, [0, 1, 2]), [0, 1, 2, 3])))
+    call.start()
+    call.join(timeout=10)  # a deadlock fails here instead of hanging the suite
+    assert result == [[[10 * i + j for j in range(3)] for i in range(4)]]
+
+
 @pytest.mark.parametrize("n,k", [(10, 3), (2, 3), (1, 2), (64, 2)])
 def test_batch_chunks_cover_the_batch_once(threads, n, k):
     threads(k)
