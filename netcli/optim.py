@@ -11,8 +11,9 @@ the gradient in place).
 """
 from __future__ import annotations
 
+import functools
 import math
-from typing import Any, ClassVar, Iterable, Literal
+from typing import Any, Callable, ClassVar, Iterable, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -39,6 +40,9 @@ class Optimizer:
     def __init__(self, config: OptimizerConfig, params: Iterable[Param]):
         self.config = config
         self.params = _unique(params)
+        for name, p, g in self.params:  # step() updates flat views of them in place
+            if not (p.flags.c_contiguous and g.flags.c_contiguous):
+                raise ValueError(f"parameter {name} or its gradient is not a contiguous array")
         self.t = 0  # steps taken
         self.state = {slot: [np.zeros_like(p) for _, p, _ in self.params] for slot in self.slots()}
         self.scratch = _scratch_views([p for _, p, _ in self.params])
@@ -50,8 +54,8 @@ class Optimizer:
     def update(self, lr: float, p: np.ndarray, g: np.ndarray, tmp: np.ndarray, st: dict[str, np.ndarray]) -> None:
         """Update ``p`` in place from its gradient ``g``, entry by entry; ``tmp`` is scratch of p's shape.
 
-        Entry by entry: ``step`` may pass any part of a parameter (with the same part of g, tmp and
-        the state) and update its parts on separate threads.
+        ``step`` passes flat (1-D, contiguous) parts of a parameter, with the same parts of g, tmp
+        and the state, and may update the parts of one parameter on separate threads.
         """
         raise NotImplementedError
 
@@ -63,14 +67,13 @@ class Optimizer:
         """
         self.t += 1
         for i, (_, p, g) in enumerate(self.params):
-            arrays = [p, g, self.scratch[i], *(state[i] for state in self.state.values())]
-            flat = all(a.flags.c_contiguous for a in arrays)  # else a flat view would be a copy
+            arrays = [a.reshape(-1) for a in (p, g, self.scratch[i], *(state[i] for state in self.state.values()))]
 
             def part(s):
-                p_, g_, tmp, *st = (a.reshape(-1)[s] if flat else a for a in arrays)
+                p_, g_, tmp, *st = (a[s] for a in arrays)
                 self.update(lr, p_, g_, tmp, dict(zip(self.state, st)))
 
-            B.parallel(part, B.batch_chunks(p.reshape(-1), 8) if flat else [slice(None)])  # ~8 passes an entry
+            B.parallel(part, B.batch_chunks(arrays[0], 2))  # an Adam step costs about two passes over p
             g.fill(0)
 
     def state_dict(self) -> dict[str, np.ndarray]:
@@ -112,6 +115,14 @@ def _scratch_views(params: list[np.ndarray]) -> list[np.ndarray]:
         sizes[p.dtype] = max(sizes.get(p.dtype, 0), p.size)
     buffers = {dtype: np.empty(n, dtype) for dtype, n in sizes.items()}
     return [buffers[p.dtype][: p.size].reshape(p.shape) for p in params]
+
+
+@functools.cache
+def _blas(dtype: np.dtype) -> tuple[Callable, Callable]:
+    """BLAS scal and axpy for dtype (9 passes over the arrays for an Adam step instead of 12: about 30% faster)."""
+    from scipy.linalg.blas import get_blas_funcs  # here, not at the top: scipy takes a while to import
+
+    return tuple(get_blas_funcs(("scal", "axpy"), dtype=dtype))
 
 
 def register_optimizer(name: str):
@@ -203,13 +214,12 @@ class _AdamBase(Optimizer):
 
     def adam_step(self, lr, p, g, tmp, m, v):
         c = self.config
-        m *= c.beta1  # m = beta1 m + (1 - beta1) g
-        np.multiply(g, 1 - c.beta1, out=tmp)
-        m += tmp
-        v *= c.beta2  # v = beta2 v + (1 - beta2) g^2
+        scal, axpy = _blas(p.dtype)  # x *= a and y += a x in one pass each, in place on 1-D arrays
+        scal(c.beta1, m)  # m = beta1 m + (1 - beta1) g
+        axpy(g, m, a=1 - c.beta1)
+        scal(c.beta2, v)  # v = beta2 v + (1 - beta2) g^2
         np.multiply(g, g, out=tmp)
-        tmp *= 1 - c.beta2
-        v += tmp
+        axpy(tmp, v, a=1 - c.beta2)
         # torch: p -= lr/bc1 * m / (sqrt(v)/sqrt(bc2) + eps). Multiplying top and bottom by
         # sqrt(bc2) gives the same value with one pass over the arrays fewer:
         #        p -= (lr sqrt(bc2)/bc1) * m / (sqrt(v) + eps sqrt(bc2))
@@ -217,8 +227,7 @@ class _AdamBase(Optimizer):
         np.sqrt(v, out=tmp)
         tmp += c.eps * root_bc2
         np.divide(m, tmp, out=tmp)
-        tmp *= lr * root_bc2 / (1 - c.beta1**self.t)
-        p -= tmp
+        axpy(tmp, p, a=-lr * root_bc2 / (1 - c.beta1**self.t))
 
 
 @register_optimizer("adam")
