@@ -58,7 +58,7 @@ class Dense(Layer):
             if dx is not None:
                 np.matmul(dy2[s], self.params["W"].T, out=dx.reshape(-1, F)[s])
 
-        rows = B.batch_chunks(x2, U / 16)
+        rows = B.batch_chunks(x2, U / 32 * (2 if dx is not None else 1))  # one or two matmuls
         B.parallel(chunk, list(zip(B.even_slices(F, len(rows)), rows)))
         if self.config.bias:
             self.grads["b"] += dy2.sum(axis=0)
