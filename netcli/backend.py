@@ -137,10 +137,30 @@ def set_threads(n: int | None) -> None:
     if n is None:
         values = [os.environ.get(name, "") for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")]
         n = next((int(v) for v in values if v.isdigit() and int(v) > 0), len(os.sched_getaffinity(0)))
+    _one_blas_thread()
+    _threads = n
+
+
+def _one_blas_thread() -> None:
+    """Limit every BLAS library loaded so far to one thread, from now on, for the whole process."""
     from threadpoolctl import threadpool_limits  # here: only a process that computes needs it
 
-    threadpool_limits(1, user_api="blas")  # from now on, for the whole process
-    _threads = n
+    threadpool_limits(1, user_api="blas")
+
+
+def blas_funcs(names: tuple[str, ...], dtype) -> list[Callable]:
+    """scipy's BLAS routines ``names`` for ``dtype``, on one thread like numpy's.
+
+    scipy brings its own OpenBLAS, loaded on first use: the limit set_threads
+    put on the libraries loaded before does not reach it, and its spinning
+    workers would take the cores from the engine's threads (a mnist_cnn epoch
+    at 2 threads took 65 s instead of 40).
+    """
+    from scipy.linalg.blas import get_blas_funcs  # here, not at the top: scipy takes a while to import
+
+    funcs = get_blas_funcs(names, dtype=dtype)
+    _one_blas_thread()
+    return funcs
 
 
 def parallel(fn: Callable, items: list) -> list:

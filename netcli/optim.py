@@ -120,9 +120,7 @@ def _scratch_views(params: list[np.ndarray]) -> list[np.ndarray]:
 @functools.cache
 def _blas(dtype: np.dtype) -> tuple[Callable, Callable]:
     """BLAS scal and axpy for dtype (9 passes over the arrays for an Adam step instead of 12: about 30% faster)."""
-    from scipy.linalg.blas import get_blas_funcs  # here, not at the top: scipy takes a while to import
-
-    return tuple(get_blas_funcs(("scal", "axpy"), dtype=dtype))
+    return tuple(B.blas_funcs(("scal", "axpy"), dtype))
 
 
 def register_optimizer(name: str):

@@ -147,3 +147,16 @@ def test_optimizer_steps_in_parts_match_one_thread(threads, spec):
     threads(3)
     for a, b in zip(run(), one):
         np.testing.assert_allclose(a, b, rtol=1e-13, atol=1e-13)
+
+
+def test_every_blas_library_runs_on_one_thread_once_the_engine_computes():
+    """The engine's threads split the work; a BLAS left threading would spin on their cores.
+
+    scipy's BLAS (Adam's axpy) is a second OpenBLAS, loaded late: it gets the same limit.
+    """
+    from threadpoolctl import threadpool_info
+
+    B.threads()
+    B.blas_funcs(("axpy",), np.float32)
+    blas = [i for i in threadpool_info() if i["user_api"] == "blas"]
+    assert blas and all(i["num_threads"] == 1 for i in blas), blas
