@@ -113,6 +113,7 @@ def tune_allocator() -> bool:
 
 _threads: int | None = None  # set_threads(); None until first asked for
 _pool: ThreadPoolExecutor | None = None
+_pool_size = 0  # its worker threads: the engine's threads but this one
 _inside = threading.local()  # .share: this thread is running a share of parallel()
 
 
@@ -172,12 +173,13 @@ def parallel(fn: Callable, items: list) -> list:
     part calls another that splits), it runs serially: waiting on the pool
     from the pool could wait forever.
     """
-    global _pool
+    global _pool, _pool_size
     k = min(threads(), len(items))
     if k <= 1 or getattr(_inside, "share", False):
         return [fn(item) for item in items]
-    if _pool is None or _pool._max_workers != threads() - 1:
-        _pool = ThreadPoolExecutor(threads() - 1, thread_name_prefix="netcli")
+    if _pool is None or _pool_size != threads() - 1:
+        _pool_size = threads() - 1
+        _pool = ThreadPoolExecutor(_pool_size, thread_name_prefix="netcli")
 
     def share(j):
         _inside.share = True

@@ -168,9 +168,9 @@ class LayerNorm(Layer):
         lead = tuple(range(dy.ndim - len(self.axes)))  # batch and any other leading axes
 
         def chunk(s):
-            xhat, g = self.xhat[s], dy[s]
-            grads = ((g * xhat).sum(axis=lead), g.sum(axis=lead)) if self.config.affine else None
+            xhat, g, grads = self.xhat[s], dy[s], None
             if self.config.affine:
+                grads = (g * xhat).sum(axis=lead), g.sum(axis=lead)  # this part's dgamma, dbeta
                 g = g * self.params["gamma"]  # now dL/dxhat
             dx[s] = self.inv_std[s] * (g - g.mean(axis=self.axes, keepdims=True)
                                        - xhat * (g * xhat).mean(axis=self.axes, keepdims=True))

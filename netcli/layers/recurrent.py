@@ -373,7 +373,7 @@ class _Recurrent(Layer):
         H = self.config.units
         x = x.astype(self.params["weight_ih"].dtype, copy=False)  # (N, T, F) in the params' dtype
         y = B.empty((x.shape[0], *self.out_shape), dtype=x.dtype)  # (N, T, dirs*H) or (N, dirs*H)
-        T, F = self.in_shape
+        F = self.in_shape[1]
 
         def chunk(i_s):
             i, s = i_s
