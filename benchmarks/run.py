@@ -55,7 +55,7 @@ from typing import Callable
 
 import numpy as np
 import torch
-from threadpoolctl import threadpool_info, threadpool_limits
+from threadpoolctl import threadpool_info
 from torch import nn
 
 import netcli.layers  # noqa: F401  (registers the layers)
@@ -472,17 +472,16 @@ def memory_child(name: str, batch: str, engine: str) -> None:
     """Print the peak RSS growth (KiB) over building ``engine``'s model and running its first step."""
     w = next(w for w in WORKLOADS if w.name == name and w.batch == int(batch))
     torch.set_num_threads(1)
-    B.set_threads(1)
-    with threadpool_limits(1, user_api="blas"):
-        x, y = batch_data(w)
-        make = (lambda: NetcliRunner(w, x, y)) if engine == "netcli" else (lambda: TorchRunner(w, x, y))
-        make().step()  # load code and thread pools; with the fixed mmap threshold its arrays go back to the OS
-        gc.collect()
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")  # reset VmHWM to the current RSS
-        rss0 = _status_kib("VmRSS")
-        make().step()
-        print(json.dumps(_status_kib("VmHWM") - rss0))
+    B.set_threads(1)  # and BLAS on one thread
+    x, y = batch_data(w)
+    make = (lambda: NetcliRunner(w, x, y)) if engine == "netcli" else (lambda: TorchRunner(w, x, y))
+    make().step()  # load code and thread pools; with the fixed mmap threshold its arrays go back to the OS
+    gc.collect()
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")  # reset VmHWM to the current RSS
+    rss0 = _status_kib("VmRSS")
+    make().step()
+    print(json.dumps(_status_kib("VmHWM") - rss0))
 
 
 def peak_memory(w: Workload, engine: str) -> float | None:
