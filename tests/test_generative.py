@@ -409,3 +409,10 @@ def test_eval_with_a_classifier_samples_with_the_steps_asked_for(runs, clf_dir):
     assert r.exit_code == 2 and "--steps sets DDIM steps of a DDPM run" in r.output
     r = invoke("eval", runs["ddpm"], "--steps", 5)
     assert r.exit_code == 2 and "give a classifier run" in r.output
+
+
+def test_the_real_floor_does_not_depend_on_the_sampler(runs, clf_dir):
+    # ancestral sampling draws far more noise than DDIM: the real training images compared must not follow it
+    floors = [sample_quality(runs["ddpm"], clf_dir, n=20, steps=steps) for steps in (None, 5)]
+    assert [q["sampler"] for q in floors] == ["ancestral, all steps", "DDIM, 5 steps"]
+    assert len({q["metrics"]["frechet_distance_real"] for q in floors}) == 1

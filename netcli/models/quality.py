@@ -101,7 +101,9 @@ def sample_quality(run: Path | str, classifier_run: Path | str, n: int = 1000, s
     feats, probs = features_and_probs(clf.model, classifier_input(samples, clf))
     real_x = clf.splits.test_x if clf.splits.test_x is not None else clf.splits.val_x
     real, _ = features_and_probs(clf.model, real_x)
-    train_x = clf.splits.train_x[rng.choice(len(clf.splits.train_x), min(n, len(clf.splits.train_x)), replace=False)]
+    # the real floor's images come from a generator of their own: the same set whatever the sampler drew
+    pick = np.random.default_rng(seed).choice(len(clf.splits.train_x), min(n, len(clf.splits.train_x)), replace=False)
+    train_x = clf.splits.train_x[pick]
     reference, _ = features_and_probs(clf.model, train_x)
     share = np.bincount(probs.argmax(1), minlength=probs.shape[1]) / n
     metrics = {
