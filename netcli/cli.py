@@ -101,7 +101,7 @@ def train(config: Optional[Path] = typer.Argument(None, help="experiment YAML fi
     with reporter:
         result = run_training(cfg, runs_dir, base_dir=config.parent if config else None, reporter=reporter,
                               resume=resume, init_from=init_from, allow_config_change=allow_config_change,
-                              source=config)
+                              source=config, overrides=set_)
     metrics = "  ".join(f"{k} {v:.4g}" for k, v in result.metrics.items())
     out.print(f"{result.stopped}: {result.run_dir}  {metrics}")
     if result.stopped == "interrupted":

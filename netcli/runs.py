@@ -3,7 +3,12 @@
     runs/<name>/<YYYYmmdd-HHMMSS>[-n]/
       config.yaml  metrics.jsonl  summary.json  eval.json
       checkpoints/last.npz  checkpoints/best.npz
-      samples/
+      samples/  .lock
+
+A process that trains a run holds an exclusive ``flock`` on its ``.lock`` file
+(run_lock); the OS releases it when the process ends, however it ends, so a
+SIGKILL leaves no stale lock. ``lock_holder`` tells whether a run is being
+trained and by whom.
 
 Every file is written to a temporary name in the same directory, flushed,
 fsynced and renamed into place, so a crash leaves the previous version whole
@@ -15,9 +20,12 @@ with ``allow_pickle=False``.
 """
 from __future__ import annotations
 
+import errno
+import fcntl
 import json
 import os
 import re
+import socket
 import tempfile
 import time
 import zipfile
@@ -111,6 +119,78 @@ def new_run_dir(runs_root: Path, name: str) -> Path:
     except OSError as e:
         raise RunError(f"{parent}: cannot create the run directory ({e.strerror or e})") from None
     raise RunError(f"{parent}: too many runs started in the same second")
+
+
+LOCK_FILE = ".lock"
+
+
+@contextmanager
+def run_lock(run_dir: Path) -> Iterator[None]:
+    """Hold the run's lock while the block runs: a second process that tries is a RunError naming the holder.
+
+    The lock file keeps the holder's pid, host and start time for ``lock_holder``; it is never deleted
+    (deleting it would let two processes lock two different files of the same name).
+    """
+    path = Path(run_dir) / LOCK_FILE
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    except OSError as e:
+        raise RunError(f"{path}: cannot lock the run ({e.strerror or e})") from None
+    try:
+        for _ in range(20):  # lock_holder holds it for microseconds: a busy lock is retried for 0.2 s
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except OSError as e:
+                if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
+                    raise RunError(f"{path}: cannot lock the run ({e.strerror or e})") from None
+                time.sleep(0.01)
+        else:
+            raise RunError(f"{run_dir}: is being trained by {_describe(_read_holder(fd))}; "
+                           "wait for it to finish or stop that process")
+        info = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.strftime("%Y-%m-%d %H:%M:%S")}
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, json.dumps(info).encode(), 0)
+        except OSError:  # a full disk: the lock holds all the same, only its holder goes unnamed
+            pass
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def lock_holder(run_dir: Path) -> dict | None:
+    """``{"pid", "host", "since"}`` of the process training ``run_dir`` now, or None when none is."""
+    try:
+        fd = os.open(Path(run_dir) / LOCK_FILE, os.O_RDONLY)
+    except OSError:  # no lock file: never trained since locking existed, or not a run
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError as e:
+        if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
+            raise
+        info = _read_holder(fd)
+        os.close(fd)
+        return info
+    os.close(fd)  # we got it: nobody holds the lock
+    return None
+
+
+def _read_holder(fd: int) -> dict:
+    """What the lock file says about its holder; fields it lacks (the holder has not written them yet) are None."""
+    try:
+        info = json.loads(os.pread(fd, 4096, 0).decode())
+    except (OSError, ValueError):
+        info = {}
+    info = info if isinstance(info, dict) else {}
+    return {k: info.get(k) for k in ("pid", "host", "since")}
+
+
+def _describe(holder: dict) -> str:
+    if holder["pid"] is None:
+        return "another process (starting up)"
+    return f"pid {holder['pid']} on host {holder['host']} (since {holder['since']})"
 
 
 def find_run(path: str | Path) -> Path:

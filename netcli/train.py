@@ -33,7 +33,7 @@ from .models.base import Model
 from .optim import clip_grad_norm, clip_grad_value
 from .registry import MODELS, OPTIMIZERS
 from .runs import (MetricsLog, append_text, assign_arrays, find_run, load_checkpoint, new_run_dir,
-                   remove_temp_files, save_checkpoint, write_json, write_text)
+                   remove_temp_files, run_lock, save_checkpoint, write_json, write_text)
 from .schedules import make_schedule
 
 
@@ -152,41 +152,53 @@ class TrainResult:
 
 def train(cfg: ExperimentConfig | None, runs_root: Path | str = "runs", *, base_dir: Path | None = None,
           reporter: Reporter | None = None, resume: Path | None = None, init_from: Path | None = None,
-          allow_config_change: bool = False, data_progress=None, source: Path | None = None) -> TrainResult:
-    """Train ``cfg`` in a new run directory, or continue the run ``resume`` (with its own config if ``cfg`` is None)."""
+          allow_config_change: bool = False, data_progress=None, source: Path | None = None,
+          overrides: list[str] = ()) -> TrainResult:
+    """Train ``cfg`` in a new run directory, or continue the run ``resume``.
+
+    A resumed run without ``cfg`` uses its own config.yaml with ``overrides`` applied (each change
+    refused unless ``allow_config_change``). The run directory is locked (runs.run_lock) while it trains.
+    """
     reporter = reporter or Reporter()
     if resume is not None and init_from is not None:
         raise UserError("--resume and --init-from cannot be combined: resume continues a run, "
                         "init-from starts a new one from another run's weights")
     if resume is not None:
         run_dir = find_run(resume)
-        ckpt = run_dir / "checkpoints" / "last.npz"
-        if not ckpt.exists():
-            raise RunError(f"{run_dir}: no checkpoint to resume from (the run stopped before writing its first); "
-                           "start it again")
-        arrays, meta = load_checkpoint(ckpt)
-        if cfg is None:
-            cfg, source = load_config(run_dir / "config.yaml"), run_dir / "config.yaml"
-        changes = _config_changes(ckpt, meta, cfg, allow_config_change)
+        with run_lock(run_dir):
+            if cfg is None:
+                cfg, source = load_config(run_dir / "config.yaml", overrides), run_dir / "config.yaml"
+            return _resume(run_dir, cfg, source, reporter, base_dir, data_progress, allow_config_change)
+    exp = build_experiment(cfg, base_dir, progress=data_progress, source=source)
+    if init_from is not None:
+        src = find_run(init_from)
+        load_weights(_best_or_last(src), exp.model)
+        reporter.message(f"initialised from {src}")
+    run_dir = new_run_dir(Path(runs_root), cfg.name)
+    with run_lock(run_dir):
+        write_text(run_dir / "config.yaml", dump_config(cfg))
+        return Trainer(exp, run_dir, reporter, exp.model.rng, np.random.default_rng([cfg.seed, 1])).run(TrainState())
+
+
+def _resume(run_dir: Path, cfg: ExperimentConfig, source: Path | None, reporter: Reporter, base_dir: Path | None,
+            data_progress, allow_config_change: bool) -> TrainResult:
+    """Continue ``run_dir`` from checkpoints/last.npz with ``cfg``; the caller holds the run's lock."""
+    ckpt = run_dir / "checkpoints" / "last.npz"
+    if not ckpt.exists():
+        raise RunError(f"{run_dir}: no checkpoint to resume from (the run stopped before writing its first); "
+                       "start it again")
+    arrays, meta = load_checkpoint(ckpt)
+    changes = _config_changes(ckpt, meta, cfg, allow_config_change)
     exp = build_experiment(cfg, base_dir, progress=data_progress, source=source)
     data_rng = np.random.default_rng([cfg.seed, 1])
-    if resume is not None:
-        state = restore(ckpt, arrays, meta, exp, data_rng)
-        if changes:
-            append_text(run_dir / "config_changes.log", f"{time.strftime('%Y-%m-%d %H:%M:%S')} step {state.step}: "
-                                                         f"resumed with changes: {', '.join(changes)}\n")
-            write_text(run_dir / "config.yaml", dump_config(cfg))
-        remove_temp_files(run_dir)
-        MetricsLog(run_dir / "metrics.jsonl", state.log_lines).truncate()
-        reporter.message(f"resuming {run_dir} at step {state.step} (epoch {state.epoch + 1})")
-    else:
-        state = TrainState()
-        if init_from is not None:
-            src = find_run(init_from)
-            load_weights(_best_or_last(src), exp.model)
-            reporter.message(f"initialised from {src}")
-        run_dir = new_run_dir(Path(runs_root), cfg.name)
+    state = restore(ckpt, arrays, meta, exp, data_rng)
+    if changes:
+        append_text(run_dir / "config_changes.log", f"{time.strftime('%Y-%m-%d %H:%M:%S')} step {state.step}: "
+                                                     f"resumed with changes: {', '.join(changes)}\n")
         write_text(run_dir / "config.yaml", dump_config(cfg))
+    remove_temp_files(run_dir)
+    MetricsLog(run_dir / "metrics.jsonl", state.log_lines).truncate()
+    reporter.message(f"resuming {run_dir} at step {state.step} (epoch {state.epoch + 1})")
     return Trainer(exp, run_dir, reporter, exp.model.rng, data_rng).run(state)
 
 

@@ -266,3 +266,24 @@ def test_resume_needs_a_run_with_a_checkpoint(tiny):
     assert r.exit_code == 2 and "no such run directory" in r.output
     r = invoke("train")
     assert r.exit_code == 2 and "--resume" in r.output
+
+
+def test_set_on_resume_without_a_config_file_changes_the_runs_own_config(tiny):
+    """`--resume RUN --set ...` applies the overrides to the run's config.yaml (they used to be dropped)."""
+    assert train(tiny, tiny / "mlp.yaml").exit_code == 0
+    run = only_run(tiny / "runs")
+    before = (run / "config.yaml").read_text()
+    r = invoke("train", "--resume", run, "--set", "train.epochs=4", "--quiet")
+    assert r.exit_code == 2 and "train.epochs: 3 -> 4" in r.output and "--allow-config-change" in r.output
+    assert (run / "config.yaml").read_text() == before
+    r = invoke("train", "--resume", run, "--set", "train.epochs=4", "--allow-config-change", "--quiet")
+    assert r.exit_code == 0 and r.output.strip().splitlines()[-1].startswith("finished: "), r.output
+    assert "train.epochs: 3 -> 4" in (run / "config_changes.log").read_text()
+    assert yaml.safe_load((run / "config.yaml").read_text())["train"]["epochs"] == 4
+    # the finished run went on: a fourth epoch was trained and validated
+    assert load_checkpoint(run / "checkpoints" / "last.npz")[1]["state"]["step"] == 4 * STEPS_PER_EPOCH
+    assert [r["epoch"] for r in records(run) if r["name"] == "val_loss"] == [0, 1, 2, 3]
+    assert json.loads((run / "summary.json").read_text())["epochs_completed"] == 4
+    # a bad override is reported at --set, with the run's config file untouched
+    r = invoke("train", "--resume", run, "--set", "train.epochs=0", "--allow-config-change", "--quiet")
+    assert r.exit_code == 2 and "train.epochs" in r.output and "Traceback" not in r.output
