@@ -212,6 +212,21 @@ def bench(config: Path = typer.Argument(..., help="experiment YAML file"),
     out.print(table)
 
 
+# -- learning the config format: schema ----------------------------------------------------
+
+
+@app.command()
+@user_errors
+def schema(out_path: Optional[Path] = typer.Option(None, "-o", "--out", help="write to this file (default: stdout)")):
+    """The JSON Schema (draft 2020-12) of experiment files, for editors: every component and option."""
+    from .schema import schema_text, write_schema
+
+    if out_path is None:
+        out.print(schema_text(), end="")
+    else:
+        out.print(f"wrote {write_schema(out_path)}")
+
+
 # -- data ---------------------------------------------------------------------------------
 
 
