@@ -227,6 +227,44 @@ def schema(out_path: Optional[Path] = typer.Option(None, "-o", "--out", help="wr
         out.print(f"wrote {write_schema(out_path)}")
 
 
+@app.command("list")
+@user_errors
+def list_(kind: str = typer.Argument(..., help="layers, models, losses, optimizers, schedules or datasets"),
+          name: Optional[str] = typer.Argument(None, help="one entry: its options, shape, example and source")):
+    """Every registered component of a kind with a one-line description, or one entry in full."""
+    from .reference import entries, entry
+
+    if name is None:
+        table = Table("name", "description", title=kind)
+        for e in entries(kind):
+            table.add_row(e.name, e.summary)
+        out.print(table)
+        return
+    _print_entry(entry(kind, name))
+
+
+@app.command()
+@user_errors
+def layers(name: Optional[str] = typer.Argument(None, help="one layer: its options, shape, example and source")):
+    """Every layer with a one-line description, or one layer in full (= netcli list layers [NAME])."""
+    list_("layers", name)
+
+
+def _print_entry(e) -> None:
+    out.print(Text(e.name, style="bold"), "-", e.summary)
+    if e.details:
+        out.print(e.details)
+    table = Table("option", "type", "default", "bounds", "description", title="options")
+    for o in e.options:
+        table.add_row(o.name, o.type, o.default, o.bounds, o.description)
+    if e.options:
+        out.print(table)
+    if e.shape:
+        out.print(f"shape:   {e.shape}")
+    out.print(f"example: {e.example}")
+    out.print(f"source:  {e.source}")
+
+
 # -- data ---------------------------------------------------------------------------------
 
 

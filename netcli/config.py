@@ -67,13 +67,14 @@ class ExperimentConfig(BaseModel):
                       description="run name; runs go to runs/<name>/")
     seed: int = Field(0, ge=0, lt=2**32, description="seed of every random choice in the run")
     dtype: Literal["float32", "float64"] = Field("float32", description="float type of params and activations")
-    data: _union(DATASETS, "dataset", shorthand=False)  # type: ignore[valid-type]
-    model: _union(MODELS, shorthand=False)  # type: ignore[valid-type]
+    data: _union(DATASETS, "dataset", shorthand=False) = Field(  # type: ignore[valid-type]
+        description="the data set, its batch size and validation split")
+    model: _union(MODELS, shorthand=False) = Field(description="the model type and its networks")  # type: ignore[valid-type]
     loss: Optional[_union(LOSSES)] = Field(None, description="default: the model's own loss")  # type: ignore[valid-type]
     optimizer: _union(OPTIMIZERS) = Field(description="optimizer and its learning rate")  # type: ignore[valid-type]
     schedule: _union(SCHEDULES) = Field(default_factory=lambda: {"type": "constant"},  # type: ignore[valid-type]
                                         validate_default=True, description="learning-rate schedule")
-    train: TrainConfig = Field(default_factory=TrainConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig, description="epochs, stopping, clipping, checkpoints")
 
 
 # -- loading -----------------------------------------------------------------

@@ -53,6 +53,8 @@ class Elementwise(Layer):
 
 @register_layer("identity")
 class Identity(Layer):
+    """y = x, unchanged (a placeholder, e.g. to switch an activation off)."""
+
     class Config(LayerConfig):
         type: Literal["identity"] = "identity"
 
@@ -69,6 +71,8 @@ class Identity(Layer):
 
 @register_layer("sigmoid")
 class Sigmoid(Elementwise):
+    """y = 1 / (1 + exp(-x)), entry by entry."""
+
     class Config(LayerConfig):
         type: Literal["sigmoid"] = "sigmoid"
 
@@ -83,6 +87,8 @@ class Sigmoid(Elementwise):
 
 @register_layer("tanh")
 class Tanh(Elementwise):
+    """y = tanh(x), entry by entry."""
+
     class Config(LayerConfig):
         type: Literal["tanh"] = "tanh"
 
@@ -95,6 +101,8 @@ class Tanh(Elementwise):
 
 @register_layer("relu")
 class ReLU(Elementwise):
+    """y = max(x, 0), entry by entry."""
+
     class Config(LayerConfig):
         type: Literal["relu"] = "relu"
 
@@ -109,6 +117,8 @@ class ReLU(Elementwise):
 
 @register_layer("leaky_relu")
 class LeakyReLU(Elementwise):
+    """y = x for x >= 0, negative_slope * x below, entry by entry."""
+
     class Config(LayerConfig):
         type: Literal["leaky_relu"] = "leaky_relu"
         negative_slope: float = Field(0.01, ge=0, description="slope for x < 0 (PyTorch's default 0.01)")

@@ -17,6 +17,8 @@ def build_layers(specs: list[LayerConfig]) -> list[Layer]:
 
 @register_layer("sequential")
 class Sequential(Layer):
+    """Its layers applied in order (a block inside a layer list, e.g. to repeat or nest one)."""
+
     class Config(LayerConfig):
         type: Literal["sequential"] = "sequential"
         layers: list["LayerSpec"] = Field(min_length=1, description="layers applied in order")  # noqa: F821

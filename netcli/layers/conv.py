@@ -107,6 +107,8 @@ def col2im_channel_first(dcols: np.ndarray, padded_shape: tuple[int, ...], kh: i
 
 @register_layer("conv2d")
 class Conv2D(Layer):
+    """2-D convolution over (C, H, W) images: (C, H, W) -> (filters, OH, OW), weights (filters, C, kh, kw)."""
+
     class Config(LayerConfig):
         type: Literal["conv2d"] = "conv2d"
         filters: int = Field(gt=0, description="output channels")

@@ -13,6 +13,8 @@ from .base import GradCase, Layer, LayerConfig, ShapeError, register_layer
 
 @register_layer("dense")
 class Dense(Layer):
+    """Fully connected: y = x W + b over the last axis, (..., F) -> (..., units)."""
+
     class Config(LayerConfig):
         type: Literal["dense"] = "dense"
         units: int = Field(gt=0, description="output features")

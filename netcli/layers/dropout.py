@@ -15,6 +15,8 @@ from .base import GradCase, Layer, LayerConfig, register_layer
 
 @register_layer("dropout")
 class Dropout(Layer):
+    """Zero each entry with probability rate while training and scale the rest by 1 / (1 - rate); identity in eval."""
+
     class Config(LayerConfig):
         type: Literal["dropout"] = "dropout"
         rate: float = Field(0.5, ge=0, lt=1, description="probability of zeroing an entry during training")

@@ -18,6 +18,8 @@ from .base import GradCase, Layer, LayerConfig, register_layer
 
 @register_layer("embedding")
 class Embedding(Layer):
+    """Integer token ids (T,) -> learned vectors (T, dim); ids equal to padding_idx (if set) are masked for attention."""
+
     class Config(LayerConfig):
         type: Literal["embedding"] = "embedding"
         vocab_size: int = Field(gt=0, description="number of token ids (ids run from 0 to vocab_size - 1)")

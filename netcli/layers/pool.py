@@ -67,6 +67,8 @@ class Pool2D(Layer):
 
 @register_layer("maxpool2d")
 class MaxPool2D(Pool2D):
+    """Maximum over each window of (C, H, W) images; ties send the gradient to the first maximum, as in PyTorch."""
+
     class Config(PoolConfig):
         type: Literal["maxpool2d"] = "maxpool2d"
 

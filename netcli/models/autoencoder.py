@@ -41,6 +41,8 @@ def batch_rng(x: np.ndarray) -> np.random.Generator:
 
 @register_model("autoencoder")
 class Autoencoder(Model):
+    """An encoder to a latent code and a decoder back, trained to reconstruct its input (MSE by default)."""
+
     class Config(ModelConfig):
         type: Literal["autoencoder"] = "autoencoder"
         encoder: list["LayerSpec"] = Field(min_length=1, description="input -> latent code")  # noqa: F821

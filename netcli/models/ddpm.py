@@ -61,6 +61,8 @@ def ddim_timesteps(T: int, steps: int) -> np.ndarray:
 
 @register_model("ddpm")
 class DDPM(Model):
+    """A denoising diffusion model (Ho et al. 2020): a denoiser learns the noise added at a random timestep."""
+
     class Config(ModelConfig):
         type: Literal["ddpm"] = "ddpm"
         denoiser: list["LayerSpec"] = Field(  # noqa: F821

@@ -69,6 +69,8 @@ class Classifier(_Supervised):
 
 @register_model("regressor")
 class Regressor(_Supervised):
+    """Real-valued predictions (N, k) for targets (N, k), trained on MSE by default."""
+
     class Config(ModelConfig):
         type: Literal["regressor"] = "regressor"
         layers: list["LayerSpec"] = Field(min_length=1, description="the network, input to prediction")  # noqa: F821

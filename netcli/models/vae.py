@@ -33,6 +33,8 @@ from .base import Model, ModelConfig, register_model
 
 @register_model("vae")
 class VAE(Model):
+    """A variational autoencoder: encoder to (mu, log var), a reparameterised sample, decoder; loss = reconstruction + KL."""
+
     class Config(ModelConfig):
         type: Literal["vae"] = "vae"
         latent_dim: int = Field(gt=0, description="size L of the latent code z")
