@@ -265,6 +265,70 @@ def _print_entry(e) -> None:
     out.print(f"source:  {e.source}")
 
 
+# -- many runs ----------------------------------------------------------------------------
+
+
+@app.command()
+@user_errors
+def runs(args: List[str] = typer.Argument(None, metavar="[DIR] | diff RUN RUN [RUN...]",
+                                          help="a directory of runs (default: runs), or: diff RUN RUN..."),
+         sort: Optional[str] = typer.Option(None, "--sort", help="sort by a field, e.g. best; --sort=-best descending"),
+         filter_: List[str] = typer.Option([], "--filter", help="keep runs whose FIELD matches, e.g. name='mnist*' "
+                                                                "or status=running (repeatable)"),
+         as_json: bool = typer.Option(False, "--json", help="print JSON instead of a table")):
+    """A table of every run under DIR (`netcli runs diff A B ...`: their config differences and metrics)."""
+    import json
+
+    from .runs_table import diff_runs, list_runs, select
+
+    if args and args[0] == "diff":
+        diff = diff_runs(args[1:])
+        if as_json:
+            out.print(json.dumps(diff.to_dict(), indent=2))
+            return
+        table = Table("", *diff.runs, title="config differences")
+        for key, values in diff.config.items():
+            table.add_row(key, *(_cell(v) for v in values))
+        out.print(table)
+        table = Table("metric", *diff.runs, title="metrics")
+        for key, values in diff.metrics.items():
+            table.add_row(key, *(_cell(v) for v in values))
+        out.print(table)
+        return
+    if len(args or []) > 1:
+        from .errors import UserError
+
+        raise UserError(f"give one directory of runs, not {len(args)} (compare runs with: netcli runs diff A B)")
+    records = select(list_runs(args[0] if args else "runs"), filter_, sort)
+    if as_json:
+        out.print(json.dumps([r.to_dict() for r in records], indent=2))
+        return
+    table = Table("name", "stamp", "status", "model", "params", "epochs", "best", "test", "wall time",
+                  title=f"{len(records)} runs")
+    for r in records:
+        status = f"running {r.progress:.0%}" if r.progress is not None else r.status
+        table.add_row(r.name, r.stamp, status, r.model or "", f"{r.params:,}" if r.params is not None else "",
+                      f"{r.epoch if r.epoch is not None else '?'}/{r.epochs or '?'}",
+                      f"{r.monitor} {r.best:.4g}" if r.best is not None else "",
+                      f"{r.test_metric} {r.test:.4g}" if r.test is not None else "",
+                      _duration(r.wall_s))
+    out.print(table)
+
+
+def _cell(v) -> str:
+    if v is None:
+        return "-"
+    return f"{v:.6g}" if isinstance(v, float) else str(v)
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return ""
+    m, s = divmod(round(seconds), 60)
+    h, m = divmod(m, 60)
+    return f"{h}h{m:02d}m{s:02d}s" if h else f"{m}m{s:02d}s" if m else f"{s}s"
+
+
 # -- data ---------------------------------------------------------------------------------
 
 

@@ -346,3 +346,19 @@ def locate(path: str | Path, key: tuple) -> str:
     except (OSError, ConfigError):
         return str(path)
     return _where(str(path), lines, tuple(key))
+
+
+def flatten(value, prefix: str = "") -> dict[str, Any]:
+    """A config as ``{dotted.key: leaf}`` (list items by index, e.g. ``model.layers.0.filters``)."""
+    if isinstance(value, dict) and value:
+        return {k: v for key, item in value.items() for k, v in flatten(item, f"{prefix}{key}.").items()}
+    if isinstance(value, list) and value:
+        return {k: v for i, item in enumerate(value) for k, v in flatten(item, f"{prefix}{i}.").items()}
+    return {prefix.rstrip("."): value} if prefix else {}
+
+
+def differing_keys(flats: list[dict[str, Any]]) -> list[str]:
+    """The keys of flattened configs whose value is not the same in all of them (missing counts as a value)."""
+    keys = sorted({k for f in flats for k in f}, key=lambda k: [(0, int(p), "") if p.isdigit() else (1, 0, p)
+                                                                for p in k.split(".")])  # layers.10 after layers.9
+    return [k for k in keys if any((k in f, f.get(k)) != (k in flats[0], flats[0].get(k)) for f in flats[1:])]

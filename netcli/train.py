@@ -25,7 +25,7 @@ from pydantic import TypeAdapter
 
 from . import __version__
 from . import backend as B
-from .config import ExperimentConfig, config_from_dict, dump_config, load_config, locate
+from .config import ExperimentConfig, config_from_dict, differing_keys, dump_config, flatten, load_config, locate
 from .data import load_data
 from .errors import CheckpointError, ConfigError, RunError, UserError
 from .layers.base import ShapeError, walk
@@ -177,7 +177,7 @@ def train(cfg: ExperimentConfig | None, runs_root: Path | str = "runs", *, base_
     run_dir = new_run_dir(Path(runs_root), cfg.name)
     with run_lock(run_dir):
         write_text(run_dir / "config.yaml", dump_config(cfg))
-        return Trainer(exp, run_dir, reporter, exp.model.rng, np.random.default_rng([cfg.seed, 1])).run(TrainState())
+        return _run(Trainer(exp, run_dir, reporter, exp.model.rng, np.random.default_rng([cfg.seed, 1])), TrainState())
 
 
 def _resume(run_dir: Path, cfg: ExperimentConfig, source: Path | None, reporter: Reporter, base_dir: Path | None,
@@ -199,7 +199,16 @@ def _resume(run_dir: Path, cfg: ExperimentConfig, source: Path | None, reporter:
     remove_temp_files(run_dir)
     MetricsLog(run_dir / "metrics.jsonl", state.log_lines).truncate()
     reporter.message(f"resuming {run_dir} at step {state.step} (epoch {state.epoch + 1})")
-    return Trainer(exp, run_dir, reporter, exp.model.rng, data_rng).run(state)
+    return _run(Trainer(exp, run_dir, reporter, exp.model.rng, data_rng), state)
+
+
+def _run(trainer: Trainer, state: TrainState) -> TrainResult:
+    """Run the loop; a diverged run records its summary (for `netcli runs` and sweeps), then the error goes on."""
+    try:
+        return trainer.run(state)
+    except Diverged as e:
+        trainer.write_summary(state, "diverged", {}, 0, message=str(e))
+        raise
 
 
 def _config_changes(ckpt: Path, meta: dict, cfg: ExperimentConfig, allow_change: bool) -> list[str]:
@@ -215,12 +224,10 @@ def _config_changes(ckpt: Path, meta: dict, cfg: ExperimentConfig, allow_change:
     return changes
 
 
-def _diff(a, b, prefix="") -> list[str]:
-    if isinstance(a, dict) and isinstance(b, dict):
-        return [d for k in sorted(set(a) | set(b), key=str) for d in _diff(a.get(k), b.get(k), f"{prefix}{k}.")]
-    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
-        return [d for i, (u, v) in enumerate(zip(a, b)) for d in _diff(u, v, f"{prefix}{i}.")]
-    return [] if a == b else [f"{prefix.rstrip('.')}: {a!r} -> {b!r}"]
+def _diff(a: dict, b: dict) -> list[str]:
+    """``key: old -> new`` for each dotted config key whose value differs."""
+    fa, fb = flatten(a), flatten(b)
+    return [f"{k}: {fa.get(k)!r} -> {fb.get(k)!r}" for k in differing_keys([fa, fb])]
 
 
 def restore(ckpt: Path, arrays: dict, meta: dict, exp: Experiment, data_rng) -> TrainState:
@@ -267,7 +274,7 @@ class Trainer:
                             self.model_rng, self.data_rng)
 
     def run(self, state: TrainState) -> TrainResult:
-        exp, cfg, t0 = self.exp, self.exp.cfg, time.time()
+        exp, cfg, self.t0 = self.exp, self.exp.cfg, time.time()
         x, y, n = exp.splits.train_x, exp.splits.train_y, len(exp.splits.train_x)
         bs, spe, samples = cfg.data.batch_size, exp.steps_per_epoch, 0
         metrics: dict[str, float] = {}  # of the last finished epoch
@@ -303,13 +310,17 @@ class Trainer:
         if stopped == "interrupted":
             self.reporter.message(f"{self.stop_requested}: checkpoint written at step {state.step}; "
                                   f"continue with: netcli train --resume {self.run_dir}")
-        wall = time.time() - t0
+        self.write_summary(state, stopped, metrics, samples)
+        return TrainResult(self.run_dir, metrics, stopped)
+
+    def write_summary(self, state: TrainState, status: str, metrics: dict[str, float], samples: int,
+                      message: str | None = None) -> None:
+        wall = time.time() - self.t0
         write_json(self.run_dir / "summary.json", {
-            "status": stopped, "steps": state.step, "epochs_completed": state.epoch, "metrics": metrics,
+            "status": status, "steps": state.step, "epochs_completed": state.epoch, "metrics": metrics,
             "best": {self.monitor: state.best}, "wall_time_s": round(wall, 3),
             "samples_per_s": round(samples / wall, 1) if wall > 0 else None,
-            "params": exp.model.num_params(), "versions": versions()})
-        return TrainResult(self.run_dir, metrics, stopped)
+            "params": self.exp.model.num_params(), "versions": versions(), **({"message": message} if message else {})})
 
     def stop_reason(self, state: TrainState) -> str | None:
         """Why the run stops at this step boundary, if it does (max_steps first: a run that is done is done)."""
