@@ -89,13 +89,18 @@ def train(config: Optional[Path] = typer.Argument(None, help="experiment YAML fi
           init_from: Optional[Path] = typer.Option(None, "--init-from", help="start from another run's weights"),
           allow_config_change: bool = typer.Option(False, "--allow-config-change",
                                                    help="resume even though the config changed (recorded)"),
-          quiet: bool = typer.Option(False, "--quiet", "-q", help="plain lines, no progress bar")):
+          quiet: bool = typer.Option(False, "--quiet", "-q", help="plain lines, no progress bar"),
+          tensorboard: bool = typer.Option(False, "--tensorboard",
+                                           help="also write TensorBoard event files (train.tensorboard: true)")):
     """Train a model from an experiment file; writes runs/<name>/<timestamp>/."""
     from .errors import UserError
     from .train import prepare_config, train as run_training
 
     if config is None and resume is None:
         raise UserError("give a config file, or --resume RUN")
+    if tensorboard and config is None:
+        raise UserError("--tensorboard goes with a config file; a resumed run keeps its config's train.tensorboard")
+    set_ = [*set_, "train.tensorboard=true"] if tensorboard else set_
     cfg = prepare_config(config, set_) if config is not None else None
     reporter = RichReporter(quiet or not out.is_terminal)
     with reporter:
@@ -313,6 +318,19 @@ def runs(args: List[str] = typer.Argument(None, metavar="[DIR] | diff RUN RUN [R
                       f"{r.test_metric} {r.test:.4g}" if r.test is not None else "",
                       _duration(r.wall_s))
     out.print(table)
+
+
+@app.command()
+@user_errors
+def plot(runs_: List[Path] = typer.Argument(..., metavar="RUN...", help="run directories (or runs/<name>: newest)"),
+         out_path: Optional[Path] = typer.Option(None, "-o", "--out", help="PNG file (default: RUN/curves.png, "
+                                                                             "or curves.png for several runs)"),
+         metric: Optional[str] = typer.Option(None, "--metric", help="only this metric, e.g. accuracy"),
+         by: str = typer.Option("step", "--by", help="x axis: step or epoch")):
+    """Learning curves of runs overlaid (train and val), and evaluated classifiers' confusion matrices, as a PNG."""
+    from .plot import default_output, plot_runs
+
+    out.print(f"wrote {plot_runs(runs_, out_path or default_output(runs_), metric=metric, by=by)}")
 
 
 def _cell(v) -> str:

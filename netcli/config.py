@@ -59,6 +59,8 @@ class TrainConfig(BaseModel):
     log_every: int = Field(50, ge=1, description="write train metrics to metrics.jsonl every N steps")
     nan_policy: Literal["stop", "skip"] = Field("stop", description="non-finite loss/gradient: stop, or skip the batch")
     max_skips: int = Field(10, ge=0, description="with nan_policy skip: give up after this many skipped batches")
+    tensorboard: bool = Field(False, description="also write TensorBoard event files into RUN/tensorboard/ "
+                                                 "(needs netcli[tensorboard])")
 
 
 class ExperimentConfig(BaseModel):

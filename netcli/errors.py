@@ -21,3 +21,18 @@ class CheckpointError(UserError):
 
 class RunError(UserError):
     """A run directory that cannot be used (missing, unwritable, incomplete)."""
+
+
+class MissingExtra(UserError):
+    """An optional capability whose library is not installed."""
+
+
+def require_extra(module: str, extra: str):
+    """Import ``module``, or fail with one line naming the extra that installs it."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise MissingExtra(f"this needs {module.split('.')[0]}, which is not installed: "
+                           f"pip install 'netcli[{extra}]'") from None

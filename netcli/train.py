@@ -209,6 +209,8 @@ def _run(trainer: Trainer, state: TrainState) -> TrainResult:
     except Diverged as e:
         trainer.write_summary(state, "diverged", {}, 0, message=str(e))
         raise
+    finally:
+        trainer.log.close()
 
 
 def _config_changes(ckpt: Path, meta: dict, cfg: ExperimentConfig, allow_change: bool) -> list[str]:
@@ -279,6 +281,10 @@ class Trainer:
         bs, spe, samples = cfg.data.batch_size, exp.steps_per_epoch, 0
         metrics: dict[str, float] = {}  # of the last finished epoch
         self.log.lines = state.log_lines
+        if cfg.train.tensorboard:
+            from .tensorboard import TensorBoardSink
+
+            self.log.sinks.append(TensorBoardSink(self.run_dir / "tensorboard", state.step))
         stopped = self.stop_reason(state)
         if stopped or state.epoch >= cfg.train.epochs:  # a resumed run that was done: keep its files as they are
             stopped = stopped or "finished"
