@@ -213,12 +213,16 @@ def _started(run: Path) -> tuple[str, int]:
 
 
 class MetricsLog:
-    """Appends one JSON object a line: step, epoch, split, name, value, time; counts the lines written."""
+    """Appends one JSON object a line: step, epoch, split, name, value, time; counts the lines written.
+
+    Each of ``sinks`` (e.g. a TensorBoardSink) is called with every record too: ``sink(step, epoch, split, metrics)``.
+    """
 
     def __init__(self, path: Path, lines: int = 0):
         self.path = Path(path)
         self.lines = lines  # in the file, this run's included
         self.t0 = time.time()
+        self.sinks: list = []
 
     def write(self, step: int, epoch: int, split: str, metrics: dict[str, float]) -> None:
         now = round(time.time() - self.t0, 3)
@@ -226,6 +230,13 @@ class MetricsLog:
                                                    "value": float(v), "time": now}) + "\n"
                                        for k, v in metrics.items()))
         self.lines += len(metrics)
+        for sink in self.sinks:
+            sink(step, epoch, split, metrics)
+
+    def close(self) -> None:
+        for sink in self.sinks:
+            sink.close()
+        self.sinks = []
 
     def truncate(self) -> None:
         """Keep only the first ``lines`` lines: a resumed run repeats what came after its checkpoint."""
