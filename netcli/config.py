@@ -6,14 +6,13 @@ the one source of truth for its YAML shape.
 """
 from __future__ import annotations
 
-import difflib
 import math
 import typing
 from pathlib import Path
 from typing import Annotated, Any, Literal, Optional, Union
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from . import data as _data  # noqa: F401  (registers datasets)
 from . import layers as _layers  # noqa: F401  (registers layers)
@@ -22,21 +21,9 @@ from . import models as _models  # noqa: F401
 from . import optim as _optim  # noqa: F401
 from . import schedules as _schedules  # noqa: F401
 from .errors import ConfigError
-from .registry import DATASETS, LOSSES, MODELS, OPTIMIZERS, SCHEDULES
+from .registry import DATASETS, LOSSES, MODELS, OPTIMIZERS, SCHEDULES, did_you_mean
 
 # -- the experiment ------------------------------------------------------------
-
-
-def _by_name(v):
-    """`loss: mse` means `loss: {type: mse}` (likewise optimizer and schedule)."""
-    return {"type": v} if isinstance(v, str) else v
-
-
-def _union(registry, tag: str = "type", shorthand: bool = True):
-    """The union of a registry's Configs, discriminated by ``tag``."""
-    configs = tuple(cls.Config for _, cls in registry.items())
-    meta = [Field(discriminator=tag)] + ([BeforeValidator(_by_name)] if shorthand else [])
-    return Annotated[(Union[configs], *meta)]
 
 
 class EarlyStopping(BaseModel):
@@ -69,12 +56,12 @@ class ExperimentConfig(BaseModel):
                       description="run name; runs go to runs/<name>/")
     seed: int = Field(0, ge=0, lt=2**32, description="seed of every random choice in the run")
     dtype: Literal["float32", "float64"] = Field("float32", description="float type of params and activations")
-    data: _union(DATASETS, "dataset", shorthand=False) = Field(  # type: ignore[valid-type]
+    data: DATASETS.union(shorthand=False) = Field(  # type: ignore[valid-type]
         description="the data set, its batch size and validation split")
-    model: _union(MODELS, shorthand=False) = Field(description="the model type and its networks")  # type: ignore[valid-type]
-    loss: Optional[_union(LOSSES)] = Field(None, description="default: the model's own loss")  # type: ignore[valid-type]
-    optimizer: _union(OPTIMIZERS) = Field(description="optimizer and its learning rate")  # type: ignore[valid-type]
-    schedule: _union(SCHEDULES) = Field(default_factory=lambda: {"type": "constant"},  # type: ignore[valid-type]
+    model: MODELS.union(shorthand=False) = Field(description="the model type and its networks")  # type: ignore[valid-type]
+    loss: Optional[LOSSES.union()] = Field(None, description="default: the model's own loss")  # type: ignore[valid-type]
+    optimizer: OPTIMIZERS.union() = Field(description="optimizer and its learning rate")  # type: ignore[valid-type]
+    schedule: SCHEDULES.union() = Field(default_factory=lambda: {"type": "constant"},  # type: ignore[valid-type]
                                         validate_default=True, description="learning-rate schedule")
     train: TrainConfig = Field(default_factory=TrainConfig, description="epochs, stopping, clipping, checkpoints")
 
@@ -235,14 +222,14 @@ def format_error(err: dict, source: str, lines: dict) -> str:
     kind, ctx = err["type"], err.get("ctx", {})
     if kind == "extra_forbidden":
         valid = _fields_at(err["loc"][:-1])
-        hint = _did_you_mean(str(loc[-1]), valid)
+        hint = did_you_mean(str(loc[-1]), valid)
         msg = f"unknown key '{loc[-1]}'{hint}" + (f"; valid keys: {', '.join(valid)}" if valid and not hint else "")
     elif kind == "union_tag_invalid":
         valid = [t.strip(" '") for t in ctx.get("expected_tags", "").split(",")]
         what = _KIND_OF.get(loc[0] if loc else "", "type")
         if loc[:1] == ("model",) and len(loc) > 1:
             what = "layer"
-        msg = f"unknown {what} '{ctx.get('tag')}'{_did_you_mean(str(ctx.get('tag')), valid)}; valid: {', '.join(valid)}"
+        msg = f"unknown {what} '{ctx.get('tag')}'{did_you_mean(str(ctx.get('tag')), valid)}; valid: {', '.join(valid)}"
     elif kind == "union_tag_not_found":
         msg = f"missing '{ctx.get('discriminator', 'type').strip(chr(39))}' (which kind of entry this is)"
     elif kind == "missing":
@@ -273,10 +260,6 @@ def _where(source: str, lines: dict, loc: tuple) -> str:
 def _dotted(loc) -> str:
     return ".".join(str(p) for p in loc)
 
-
-def _did_you_mean(name: str, valid: list[str]) -> str:
-    match = difflib.get_close_matches(name, valid, n=1, cutoff=0.6)
-    return f" (did you mean '{match[0]}'?)" if match else ""
 
 
 # pydantic puts the tag of a discriminated union into error locations

@@ -18,7 +18,8 @@ from typing import Callable
 import numpy as np
 
 from . import backend as B
-from .layers.base import GradCase, Layer, walk
+from .layers.base import GradCase, Layer, named_params, walk
+from .params import ParamGroup
 from .registry import LAYERS
 
 EPS = 1e-6
@@ -109,9 +110,7 @@ def check_layer(layer_type: str, case: GradCase, seed: int = 0) -> GradReport:
             return float(np.sum(R * _forward(layer, x, case.training, seed)))
 
         def backward() -> dict[str, np.ndarray]:
-            for _, sub in walk(layer):
-                for g in sub.grads.values():
-                    g[...] = 0
+            ParamGroup.of(named_params(layer)).zero_grad()
             _forward(layer, x, case.training, seed)
             dx = layer.backward(R.copy())
             grads = {f"param {n}": g.copy() for n, g in _named(layer, "grads").items()}
@@ -123,6 +122,33 @@ def check_layer(layer_type: str, case: GradCase, seed: int = 0) -> GradReport:
         if case.int_high is None:
             arrays["input"] = x
         return check_arrays(loss, backward, arrays, rng)
+
+
+def check_model(model_type: str, case, seed: int = 0, max_entries: int = 60) -> GradReport:
+    """Gradient-check a registered model type's ``train_batch`` (its whole loss) on one ModelCase, in float64.
+
+    The model's random draws (noise, timesteps, dropout masks) are replayed from the same generator
+    state for every evaluation, so the loss is a fixed function of the parameters.
+    """
+    from .registry import MODELS
+
+    with B.dtype_scope("float64"):
+        rng = np.random.default_rng(seed)
+        model = MODELS.build({"type": model_type, **case.config})
+        model.setup(case, np.random.default_rng(seed + 1))
+        x, y = case.batch_arrays(rng)
+        draws = model.rng.bit_generator.state
+
+        def loss() -> float:
+            model.rng.bit_generator.state = draws
+            return float(model.train_batch(x, y)["loss"])
+
+        def backward() -> dict[str, np.ndarray]:
+            model.parameters.zero_grad()
+            loss()
+            return {n: g.copy() for n, _, g in model.params()}
+
+        return check_arrays(loss, backward, {n: p for n, p, _ in model.params()}, rng, max_entries)
 
 
 def _forward(layer: Layer, x: np.ndarray, training: bool, seed: int) -> np.ndarray:

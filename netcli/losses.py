@@ -16,7 +16,7 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from .registry import LOSSES
+from .registry import LOSSES, register_loss
 
 
 class LossConfig(BaseModel):
@@ -75,28 +75,7 @@ class Loss:
         raise NotImplementedError(f"loss '{cls.type_name}' lists no gradient-check cases")
 
 
-def register_loss(name: str):
-    """Register a Loss class under ``name``; its Config must say ``type: Literal[name]``."""
-
-    def add(cls: type[Loss]) -> type[Loss]:
-        field_ = cls.Config.model_fields.get("type")
-        if field_ is None or field_.default != name:
-            raise TypeError(f"{cls.__name__}.Config must declare type: Literal['{name}'] = '{name}'")
-        return LOSSES.register(name)(cls)
-
-    return add
-
-
-def make_loss(spec: str | dict[str, Any] | LossConfig) -> Loss:
-    """A loss from its name, a dict with a ``type`` key, or a loss Config."""
-    if isinstance(spec, str):
-        spec = {"type": spec}
-    if isinstance(spec, BaseModel):
-        return LOSSES.get(spec.type)(spec)
-    if "type" not in spec:
-        raise ValueError(f"a loss needs a 'type'; valid: {', '.join(LOSSES.names())}")
-    cls = LOSSES.get(spec["type"])
-    return cls(cls.Config(**spec))
+make_loss = LOSSES.build  # (spec: name | dict | Config) -> Loss
 
 
 def _target_like(name: str, pred: np.ndarray, target: np.ndarray) -> np.ndarray:

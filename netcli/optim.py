@@ -1,27 +1,32 @@
 """Optimizers that update parameters in place from their gradients, with PyTorch's formulas.
 
-    opt = make_optimizer({"type": "adam", "lr": 1e-3}, named_params(model))   # (name, param, grad) triples
+    opt = make_optimizer({"type": "adam", "lr": 1e-3}, model.parameters)   # a ParamGroup, or (name, p, g) triples
     opt.step(lr)                   # lr from the schedule; updates params in place, then zeroes the grads
-    state = opt.state_dict()       # plain arrays: {"step": 0-d, "m.layers.0.W": ..., ...}
+    state = opt.state_dict()       # plain arrays: {"step": 0-d, "m.net.layers.0.W": ..., ...}
 
-Each update is a short chain of in-place ufuncs (``out=``) into one scratch
-buffer, so a step allocates nothing. The gradient arrays are zeroed after the
-step anyway, so an update may also overwrite them (weight decay is added into
-the gradient in place).
+An optimizer works on the flat buffers of its ParamGroup (netcli/params.py):
+a model's parameters are one buffer per dtype, so a step is one pass over
+each buffer, cut into one part per engine thread and, within a part, into
+blocks of BLOCK entries whose parameter, gradient, state and scratch stay in
+the cache across the update's passes. Each update is a short chain of
+in-place ufuncs (``out=``) into a scratch block, so a step allocates nothing.
+The gradients are zeroed after the step anyway, so an update may also
+overwrite them (weight decay is added into the gradient in place).
 """
 from __future__ import annotations
 
 import functools
 import math
-from typing import Any, Callable, ClassVar, Iterable, Literal
+from typing import Callable, ClassVar, Iterable, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from . import backend as B
-from .registry import OPTIMIZERS
+from .params import Param, ParamGroup
+from .registry import OPTIMIZERS, register_optimizer
 
-Param = tuple[str, np.ndarray, np.ndarray]  # (name, param, grad)
+BLOCK = 1 << 14  # entries updated at once (64 KiB of float32 per array: the ~5 arrays of an Adam block fit in L2)
 
 
 class OptimizerConfig(BaseModel):
@@ -37,15 +42,13 @@ class Optimizer:
     Config: ClassVar[type[OptimizerConfig]]
     type_name: ClassVar[str]
 
-    def __init__(self, config: OptimizerConfig, params: Iterable[Param]):
+    def __init__(self, config: OptimizerConfig, params: ParamGroup | Iterable[Param]):
         self.config = config
-        self.params = _unique(params)
-        for name, p, g in self.params:  # step() updates flat views of them in place
-            if not (p.flags.c_contiguous and g.flags.c_contiguous):
-                raise ValueError(f"parameter {name} or its gradient is not a contiguous array")
+        self.group = params if isinstance(params, ParamGroup) else ParamGroup.of(params)
         self.t = 0  # steps taken
-        self.state = {slot: [np.zeros_like(p) for _, p, _ in self.params] for slot in self.slots()}
-        self.scratch = _scratch_views([p for _, p, _ in self.params])
+        self.state = {slot: [np.zeros_like(seg.data) for seg in self.group.segments] for slot in self.slots()}
+        self._scratch: dict[np.dtype, list[np.ndarray]] = {}
+        self._scratch_for(B.threads())
 
     def slots(self) -> tuple[str, ...]:
         """Names of the per-parameter state arrays (moments, momentum buffers)."""
@@ -54,38 +57,53 @@ class Optimizer:
     def update(self, lr: float, p: np.ndarray, g: np.ndarray, tmp: np.ndarray, st: dict[str, np.ndarray]) -> None:
         """Update ``p`` in place from its gradient ``g``, entry by entry; ``tmp`` is scratch of p's shape.
 
-        ``step`` passes flat (1-D, contiguous) parts of a parameter, with the same parts of g, tmp
-        and the state, and may update the parts of one parameter on separate threads.
+        ``step`` passes 1-D contiguous blocks of a buffer, with the same blocks of g, tmp and the
+        state, and may update the blocks of one buffer on separate threads.
         """
         raise NotImplementedError
 
+    def _scratch_for(self, threads: int) -> dict[np.dtype, list[np.ndarray]]:
+        """One scratch block per engine thread and dtype (made again only when the thread count changes)."""
+        if not self._scratch or len(next(iter(self._scratch.values()))) != threads:
+            sizes: dict[np.dtype, int] = {}
+            for seg in self.group.segments:
+                sizes[seg.data.dtype] = max(sizes.get(seg.data.dtype, 0), min(BLOCK, seg.data.size))
+            self._scratch = {dtype: [np.empty(n, dtype) for _ in range(threads)] for dtype, n in sizes.items()}
+        return self._scratch
+
     def step(self, lr: float) -> None:
-        """Update every parameter in place with learning rate ``lr``, then zero the gradients.
-
-        A large parameter is updated in flat parts, one per engine thread (the parameters one after
-        another: they share the scratch buffer).
-        """
+        """Update every parameter in place with learning rate ``lr``, then zero the gradients."""
         self.t += 1
-        for i, (_, p, g) in enumerate(self.params):
-            arrays = [a.reshape(-1) for a in (p, g, self.scratch[i], *(state[i] for state in self.state.values()))]
+        scratch = self._scratch_for(B.threads())
+        for i, seg in enumerate(self.group.segments):
+            arrays = [seg.data, seg.grad, *(state[i] for state in self.state.values())]
+            tmps = scratch[seg.data.dtype]
 
-            def part(s):
-                p_, g_, tmp, *st = (a[s] for a in arrays)
-                self.update(lr, p_, g_, tmp, dict(zip(self.state, st)))
+            def part(job, arrays=arrays, tmps=tmps):
+                j, s = job
+                for lo in range(s.start, s.stop, BLOCK):
+                    p, g, *st = (a[lo:min(lo + BLOCK, s.stop)] for a in arrays)
+                    self.update(lr, p, g, tmps[j][:len(p)], dict(zip(self.state, st)))
 
-            B.parallel(part, B.batch_chunks(arrays[0], 2))  # an Adam step costs about two passes over p
-            g.fill(0)
+            B.parallel(part, list(enumerate(B.batch_chunks(seg.data, 2))))  # an Adam step: about two passes
+        self.group.zero_grad()
+
+    def _state_views(self) -> dict[str, np.ndarray]:
+        """``slot.name`` -> the state of that parameter (a view into the slot's buffer)."""
+        views = {}
+        for slot, buffers in self.state.items():
+            for seg, buf in zip(self.group.segments, buffers):
+                for e in seg.entries:
+                    views[f"{slot}.{e.name}"] = buf[e.offset:e.offset + e.size].reshape(e.shape)
+        return views
 
     def state_dict(self) -> dict[str, np.ndarray]:
-        d = {"step": np.array(self.t, dtype=np.int64)}
-        for slot, arrays in self.state.items():
-            for (name, _, _), a in zip(self.params, arrays):
-                d[f"{slot}.{name}"] = a.copy()
-        return d
+        return {"step": np.array(self.t, dtype=np.int64)} | {k: v.copy() for k, v in self._state_views().items()}
 
     def load_state_dict(self, d: dict[str, np.ndarray]) -> None:
         """Restore the state from ``state_dict()``'s output; any missing, extra or misshapen key is an error."""
-        expected = {"step": ()} | {f"{slot}.{name}": p.shape for slot in self.state for name, p, _ in self.params}
+        views = self._state_views()
+        expected = {"step": ()} | {k: v.shape for k, v in views.items()}
         missing = sorted(expected.keys() - d.keys())
         extra = sorted(d.keys() - expected.keys())
         shapes = [f"{k}: {np.shape(d[k])} != {s}" for k, s in expected.items() if k in d and np.shape(d[k]) != s]
@@ -93,28 +111,8 @@ class Optimizer:
             raise ValueError(f"{self.type_name} optimizer state does not fit these parameters: "
                              f"missing {missing}, unexpected {extra}, wrong shapes {shapes}")
         self.t = int(d["step"])
-        for slot, arrays in self.state.items():
-            for (name, _, _), a in zip(self.params, arrays):
-                np.copyto(a, d[f"{slot}.{name}"])
-
-
-def _unique(params: Iterable[Param]) -> list[Param]:
-    """Drop repeats of an array that is shared (weight tying), so it is updated once per step."""
-    seen, out = set(), []
-    for name, p, g in params:
-        if id(p) not in seen:
-            seen.add(id(p))
-            out.append((name, p, g))
-    return out
-
-
-def _scratch_views(params: list[np.ndarray]) -> list[np.ndarray]:
-    """One flat buffer per dtype, as large as the largest parameter; a view of it per parameter."""
-    sizes: dict[np.dtype, int] = {}
-    for p in params:
-        sizes[p.dtype] = max(sizes.get(p.dtype, 0), p.size)
-    buffers = {dtype: np.empty(n, dtype) for dtype, n in sizes.items()}
-    return [buffers[p.dtype][: p.size].reshape(p.shape) for p in params]
+        for k, v in views.items():
+            np.copyto(v, d[k])
 
 
 @functools.cache
@@ -123,28 +121,7 @@ def _blas(dtype: np.dtype) -> tuple[Callable, Callable]:
     return tuple(B.blas_funcs(("scal", "axpy"), dtype))
 
 
-def register_optimizer(name: str):
-    """Register an Optimizer class under ``name``; its Config must say ``type: Literal[name]``."""
-
-    def add(cls: type[Optimizer]) -> type[Optimizer]:
-        field_ = cls.Config.model_fields.get("type")
-        if field_ is None or field_.default != name:
-            raise TypeError(f"{cls.__name__}.Config must declare type: Literal['{name}'] = '{name}'")
-        return OPTIMIZERS.register(name)(cls)
-
-    return add
-
-
-def make_optimizer(spec: str | dict[str, Any] | OptimizerConfig, params: Iterable[Param]) -> Optimizer:
-    """An optimizer from its name, a dict with a ``type`` key, or an optimizer Config."""
-    if isinstance(spec, str):
-        spec = {"type": spec}
-    if isinstance(spec, BaseModel):
-        return OPTIMIZERS.get(spec.type)(spec, params)
-    if "type" not in spec:
-        raise ValueError(f"an optimizer needs a 'type'; valid: {', '.join(OPTIMIZERS.names())}")
-    cls = OPTIMIZERS.get(spec["type"])
-    return cls(cls.Config(**spec), params)
+make_optimizer = OPTIMIZERS.build  # (spec: name | dict | Config, params) -> Optimizer
 
 
 def _add_weight_decay(g: np.ndarray, p: np.ndarray, wd: float, tmp: np.ndarray) -> None:
@@ -206,6 +183,11 @@ class _AdamConfig(OptimizerConfig):
 
 class _AdamBase(Optimizer):
     """Adam's moment updates and bias-corrected step, shared by adam and adamw."""
+
+    def __init__(self, config, params):
+        super().__init__(config, params)
+        for seg in self.group.segments:  # look BLAS up now (it imports scipy), not inside the first step
+            _blas(seg.data.dtype)
 
     def slots(self):
         return ("m", "v")
@@ -303,23 +285,3 @@ class RMSprop(Optimizer):
             tmp *= lr
         p -= tmp
 
-
-# -- gradient clipping -----------------------------------------------------------
-
-def clip_grad_norm(grads: list[np.ndarray], max_norm: float) -> float:
-    """Scale all gradients in place so their global L2 norm is at most ``max_norm``; return the norm before.
-
-    As torch.nn.utils.clip_grad_norm_: the factor is max_norm / (norm + 1e-6), capped at 1.
-    """
-    total = math.sqrt(sum(float(np.vdot(g, g)) for g in grads))
-    coef = min(max_norm / (total + 1e-6), 1.0)
-    if coef < 1.0:
-        for g in grads:
-            g *= coef
-    return total
-
-
-def clip_grad_value(grads: list[np.ndarray], value: float) -> None:
-    """Clamp every gradient entry in place to [-value, value]."""
-    for g in grads:
-        np.clip(g, -value, value, out=g)

@@ -26,7 +26,6 @@ import json
 import os
 import re
 import socket
-import tempfile
 import time
 import zipfile
 from contextlib import contextmanager
@@ -35,37 +34,10 @@ from typing import Any, Iterator
 
 import numpy as np
 
+from .atomic import atomic_file
 from .errors import CheckpointError, RunError
 
 CHECKPOINT_FORMAT = "netcli-checkpoint/1"
-
-
-# -- atomic files ----------------------------------------------------------------
-
-
-@contextmanager
-def atomic_file(path: Path, mode: str = "wb") -> Iterator[Any]:
-    """Open a temporary file next to ``path``; on success fsync and rename it over ``path``.
-
-    A failed write (a full disk) removes the temporary file, leaves ``path`` as it was and is a RunError.
-    A process killed meanwhile leaves a ``.NAME.*.tmp`` file that nothing reads (remove_temp_files).
-    """
-    path = Path(path)
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    except OSError as e:
-        raise RunError(f"{path}: cannot write ({e.strerror or e})") from None
-    try:
-        with os.fdopen(fd, mode) as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException as e:
-        Path(tmp).unlink(missing_ok=True)
-        if isinstance(e, OSError):
-            raise RunError(f"{path}: cannot write ({e.strerror or e}); the previous version is kept") from None
-        raise
 
 
 def remove_temp_files(run_dir: Path) -> None:

@@ -16,7 +16,7 @@ import numpy as np
 from PIL import Image
 
 from .errors import UserError
-from .runs import atomic_file
+from .atomic import atomic_file
 from .train import Experiment, load_run
 
 

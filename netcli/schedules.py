@@ -12,11 +12,11 @@ of a LinearLR and the schedule, with the milestone at ``warmup_steps``).
 from __future__ import annotations
 
 import math
-from typing import Any, ClassVar, Literal
+from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from .registry import SCHEDULES
+from .registry import SCHEDULES, register_schedule
 
 
 class ScheduleConfig(BaseModel):
@@ -56,28 +56,7 @@ class Schedule:
                              f"{self.config.warmup_steps} warmup steps, but training has {self.total_steps} in all")
 
 
-def register_schedule(name: str):
-    """Register a Schedule class under ``name``; its Config must say ``type: Literal[name]``."""
-
-    def add(cls: type[Schedule]) -> type[Schedule]:
-        field_ = cls.Config.model_fields.get("type")
-        if field_ is None or field_.default != name:
-            raise TypeError(f"{cls.__name__}.Config must declare type: Literal['{name}'] = '{name}'")
-        return SCHEDULES.register(name)(cls)
-
-    return add
-
-
-def make_schedule(spec: str | dict[str, Any] | ScheduleConfig, base_lr: float, total_steps: int) -> Schedule:
-    """A schedule from its name, a dict with a ``type`` key, or a schedule Config."""
-    if isinstance(spec, str):
-        spec = {"type": spec}
-    if isinstance(spec, BaseModel):
-        return SCHEDULES.get(spec.type)(spec, base_lr, total_steps)
-    if "type" not in spec:
-        raise ValueError(f"a schedule needs a 'type'; valid: {', '.join(SCHEDULES.names())}")
-    cls = SCHEDULES.get(spec["type"])
-    return cls(cls.Config(**spec), base_lr, total_steps)
+make_schedule = SCHEDULES.build  # (spec: name | dict | Config, base_lr, total_steps) -> Schedule
 
 
 @register_schedule("constant")

@@ -30,7 +30,6 @@ from .data import load_data
 from .errors import CheckpointError, ConfigError, RunError, UserError
 from .layers.base import ShapeError, walk
 from .models.base import Model
-from .optim import clip_grad_norm, clip_grad_value
 from .registry import MODELS, OPTIMIZERS
 from .runs import (MetricsLog, append_text, assign_arrays, find_run, load_checkpoint, new_run_dir,
                    remove_temp_files, run_lock, save_checkpoint, write_json, write_text)
@@ -78,7 +77,7 @@ def build_experiment(cfg: ExperimentConfig, base_dir: Path | None = None, progre
     except MemoryError as e:  # numpy refuses an array larger than memory before touching any of it
         raise ConfigError([f"{where('model')}: the parameters do not fit in memory ({e}); make the layers smaller"]) \
             from None
-    optimizer = OPTIMIZERS.get(cfg.optimizer.type)(cfg.optimizer, model.params())
+    optimizer = OPTIMIZERS.build(cfg.optimizer, model.parameters)
     steps_per_epoch = math.ceil(len(splits.train_x) / cfg.data.batch_size)
     total = steps_per_epoch * cfg.train.epochs
     if cfg.train.max_steps:
@@ -342,13 +341,11 @@ class Trainer:
     def train_step(self, state: TrainState, xb, yb) -> None:
         exp, tc = self.exp, self.exp.cfg.train
         metrics = exp.model.train_batch(xb, yb)
-        grads = [g for _, _, g in exp.model.params()]
         bad = self.non_finite(metrics["loss"])
         if bad:
             if tc.nan_policy == "skip" and state.skipped < tc.max_skips:
                 state.skipped += 1
-                for g in grads:
-                    g.fill(0)
+                exp.model.parameters.zero_grad()
                 self.reporter.message(f"step {state.step + 1}: skipped a batch ({bad}); "
                                       f"{state.skipped} of at most {tc.max_skips} skipped")
                 state.batch += 1
@@ -356,9 +353,9 @@ class Trainer:
             skipped = f" after {state.skipped} skipped batches" if tc.nan_policy == "skip" else ""
             raise Diverged(f"step {state.step + 1}: {bad}; training stopped{skipped}, {self.last_good()}")
         if tc.clip_value:
-            clip_grad_value(grads, tc.clip_value)
+            exp.model.parameters.clip_grad_value(tc.clip_value)
         if tc.clip_norm:
-            clip_grad_norm(grads, tc.clip_norm)
+            exp.model.parameters.clip_grad_norm(tc.clip_norm)
         lr = exp.schedule(state.step)
         exp.optimizer.step(lr)
         state.step += 1
@@ -374,8 +371,9 @@ class Trainer:
 
     def non_finite(self, loss: float) -> str | None:
         """Name what went non-finite: the loss, and the gradient nearest the output (where it started)."""
-        grad = next((f"gradient of {name} ({kind} layer) is not finite" for name, kind, g in self.grads_from_output
-                     if not np.isfinite(g).all()), None)
+        grad = None if self.exp.model.parameters.grads_finite() else \
+            next((f"gradient of {name} ({kind} layer) is not finite" for name, kind, g in self.grads_from_output
+                  if not np.isfinite(g).all()), None)
         if math.isfinite(loss):
             return grad and f"{grad} (loss {loss:.4g})"
         return f"loss is {loss}" + (f"; {grad}" if grad else "")

@@ -6,7 +6,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from netcli.optim import clip_grad_norm, clip_grad_value, make_optimizer  # noqa: E402
+from netcli.optim import make_optimizer  # noqa: E402
+from netcli.params import ParamGroup  # noqa: E402
 from netcli.registry import OPTIMIZERS, UnknownNameError  # noqa: E402
 
 STEPS = 20
@@ -181,7 +182,7 @@ def test_clip_grad_norm_matches_torch(max_norm):
     for t, g in zip(tensors, grads):
         t.grad = torch.tensor(g)
     expected = torch.nn.utils.clip_grad_norm_(tensors, max_norm).item()
-    total = clip_grad_norm(grads, max_norm)
+    total = ParamGroup.of((str(i), np.zeros_like(g), g) for i, g in enumerate(grads)).clip_grad_norm(max_norm)
     assert total == pytest.approx(expected, rel=1e-12)
     for t, g in zip(tensors, grads):
         np.testing.assert_allclose(g, t.grad.numpy(), rtol=1e-12, atol=0)
@@ -196,6 +197,6 @@ def test_clip_grad_value_matches_torch():
     for t, g in zip(tensors, grads):
         t.grad = torch.tensor(g)
     torch.nn.utils.clip_grad_value_(tensors, 0.7)
-    clip_grad_value(grads, 0.7)
+    ParamGroup.of((str(i), np.zeros_like(g), g) for i, g in enumerate(grads)).clip_grad_value(0.7)
     for t, g in zip(tensors, grads):
         np.testing.assert_array_equal(g, t.grad.numpy())

@@ -6,15 +6,6 @@ from netcli import backend as B
 from netcli.gradcheck import make_layer
 
 
-@pytest.fixture
-def threads(monkeypatch):
-    """Run a test at a given thread count, with every array split however small; restored afterwards."""
-    before = B.threads()
-    monkeypatch.setattr(B, "min_chunk_cost", 1)
-    yield B.set_threads
-    B.set_threads(before)
-
-
 def test_parallel_keeps_the_order_of_its_items_and_raises_their_errors(threads):
     threads(3)
     assert B.parallel(lambda i: i * i, list(range(7))) == [i * i for i in range(7)]

@@ -9,7 +9,7 @@ from typing import Callable, ClassVar, Literal, Optional
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..registry import DATASETS
+from ..registry import register_dataset  # noqa: F401  (the public decorator, re-exported)
 
 # progress(bytes_done, bytes_total, description); bytes_total is 0 when unknown
 Progress = Optional[Callable[[int, int, str], None]]
@@ -66,16 +66,6 @@ class Dataset:
         raise DataError(f"dataset '{cls.type_name}' has nothing to fetch: it is read from your files or generated")
 
 
-def register_dataset(name: str):
-    """Class decorator: put a Dataset in ``DATASETS`` under ``name`` (its Config's ``dataset`` literal)."""
-
-    def add(cls: type[Dataset]) -> type[Dataset]:
-        declared = cls.Config.model_fields["dataset"].default
-        if declared != name:
-            raise TypeError(f"{cls.__name__}.Config declares dataset '{declared}' but is registered as '{name}'")
-        return DATASETS.register(name)(cls)
-
-    return add
 
 
 def seeded_rng(seed: int, stream: str) -> np.random.Generator:

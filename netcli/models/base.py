@@ -10,13 +10,41 @@ Metrics are batch means (floats); the trainer weights them by batch size.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, ClassVar, Iterator
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
-from ..layers.base import Layer, ShapeError, named_buffers, named_params
-from ..registry import MODELS
+from ..layers.base import Layer, ShapeError, named_buffers
+from ..params import ParamGroup, pack
+from ..registry import register_model  # noqa: F401  (the public decorator, re-exported)
+
+
+@dataclass
+class ModelCase:
+    """One gradient-check case of a model type: its config and the data it is built for.
+
+    Passed to ``Model.setup`` as the data description (input_shape, target_shape, num_classes);
+    ``targets`` says what y to draw: class labels, real values, or none (the model learns x alone).
+    """
+
+    config: dict[str, Any]
+    input_shape: tuple[int, ...]
+    targets: str = "none"  # "labels" | "values" | "none"
+    target_shape: tuple[int, ...] = ()
+    num_classes: int | None = None
+    batch: int = 4
+    note: str = ""
+
+    def batch_arrays(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """x in [0, 1) (pixels for the generative models) and y of the declared kind."""
+        x = rng.random((self.batch, *self.input_shape))
+        if self.targets == "labels":
+            return x, rng.integers(0, self.num_classes, (self.batch, *self.target_shape))
+        if self.targets == "values":
+            return x, rng.standard_normal((self.batch, *self.target_shape))
+        return x, np.zeros(self.batch)
 
 
 class ModelConfig(BaseModel):
@@ -35,10 +63,13 @@ class Model:
         self.loss_spec = loss_spec
         self.ctx: dict[str, Any] = {}
         self.rng: np.random.Generator | None = None
+        self.parameters: ParamGroup = ParamGroup([])
 
     def setup(self, info, rng: np.random.Generator) -> None:
+        """Build the networks, then move their parameters into one buffer per dtype (``self.parameters``)."""
         self.rng = rng
         self.build(info)
+        self.parameters = pack(self.networks().items())
 
     def build(self, info) -> None:
         raise NotImplementedError
@@ -49,6 +80,11 @@ class Model:
 
     def train_batch(self, x, y) -> dict[str, float]:
         raise NotImplementedError
+
+    @classmethod
+    def grad_cases(cls) -> list[ModelCase]:
+        """Cases of the registry-wide check of ``train_batch``'s gradients (tests/test_models.py)."""
+        raise NotImplementedError(f"model type '{cls.type_name}' lists no gradient-check cases")
 
     def eval_batch(self, x, y) -> dict[str, float]:
         raise NotImplementedError
@@ -69,21 +105,13 @@ class Model:
             raise
 
     def params(self) -> list[tuple[str, np.ndarray, np.ndarray]]:
-        return [item for name, net in self.networks().items() for item in named_params(net, f"{name}.")]
+        """(name, param, grad) of every learnable array, as views into ``self.parameters``' buffers."""
+        return self.parameters.named()
 
     def buffers(self) -> Iterator[tuple[str, np.ndarray, Layer, str]]:
         for name, net in self.networks().items():
             yield from named_buffers(net, f"{name}.")
 
     def num_params(self) -> int:
-        return sum(p.size for _, p, _ in self.params())
+        return self.parameters.num_params()
 
-
-def register_model(name: str):
-    def add(cls):
-        field_ = cls.Config.model_fields.get("type")
-        if field_ is None or field_.default != name:
-            raise TypeError(f"{cls.__name__}.Config must declare type: Literal['{name}'] = '{name}'")
-        return MODELS.register(name)(cls)
-
-    return add

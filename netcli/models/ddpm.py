@@ -31,7 +31,7 @@ from ..layers.base import named_params
 from ..layers.container import Sequential
 from ..losses import make_loss
 from .autoencoder import batch_rng, check_output, own_loss_only
-from .base import Model, ModelConfig, register_model
+from .base import Model, ModelCase, ModelConfig, register_model
 
 SAMPLE_BATCH = 128  # images denoised at once while sampling (bounds the memory of cached activations)
 
@@ -86,6 +86,13 @@ class DDPM(Model):
             if self.sample_steps is not None and self.sample_steps > self.timesteps:
                 raise ValueError(f"sample_steps ({self.sample_steps}) exceeds timesteps ({self.timesteps})")
             return self
+
+    @classmethod
+    def grad_cases(cls):
+        unet = {"type": "unet", "base_channels": 2, "channel_mults": [1, 2], "time_dim": 4, "zero_init": False}
+        return [ModelCase({"timesteps": 50, "denoiser": [{"type": "time_mlp_denoiser", "units": [8], "time_dim": 4}]},
+                          (6,), batch=3),
+                ModelCase({"timesteps": 50, "schedule": "cosine", "denoiser": [unet]}, (1, 4, 4), batch=3)]
 
     def build(self, info):
         own_loss_only(self, "noise-prediction MSE")

@@ -9,7 +9,7 @@ from pydantic import Field
 from ..layers.base import ShapeError
 from ..layers.container import Sequential
 from ..losses import make_loss
-from .base import Model, ModelConfig, register_model
+from .base import Model, ModelCase, ModelConfig, register_model
 
 
 class _Supervised(Model):
@@ -49,6 +49,13 @@ class Classifier(_Supervised):
     default_loss = "cross_entropy"
     monitor, monitor_mode = "val_accuracy", "max"
 
+    @classmethod
+    def grad_cases(cls):
+        mlp = [{"type": "dense", "units": 5}, "tanh", {"type": "dense", "units": 3}]
+        tokens = [{"type": "dense", "units": 4}, "relu", {"type": "dense", "units": 3}]
+        return [ModelCase({"layers": mlp}, (4,), "labels", num_classes=3),
+                ModelCase({"layers": tokens}, (5, 2), "labels", (5,), num_classes=3, note="per-token labels")]
+
     def check_output(self, out, info):
         expect = (*info.target_shape, info.num_classes)
         if tuple(out) != expect:
@@ -76,6 +83,11 @@ class Regressor(_Supervised):
         layers: list["LayerSpec"] = Field(min_length=1, description="the network, input to prediction")  # noqa: F821
 
     default_loss = "mse"
+
+    @classmethod
+    def grad_cases(cls):
+        return [ModelCase({"layers": [{"type": "dense", "units": 5}, "tanh", {"type": "dense", "units": 3}]},
+                          (4,), "values", (3,))]
 
     def check_output(self, out, info):
         if tuple(out) != tuple(info.target_shape):

@@ -28,7 +28,7 @@ from ..layers.base import ShapeError
 from ..layers.container import Sequential
 from ..losses import make_loss
 from .autoencoder import batch_rng, check_output, own_loss_only
-from .base import Model, ModelConfig, register_model
+from .base import Model, ModelCase, ModelConfig, register_model
 
 
 @register_model("vae")
@@ -47,6 +47,14 @@ class VAE(Model):
                                      "gaussian with a fixed standard deviation sigma (squared error)")
         sigma: float = Field(1.0, gt=0, description="standard deviation of the gaussian likelihood")
         beta: float = Field(1.0, ge=0, description="weight of the KL term in the loss (1: the ELBO; 0: an autoencoder)")
+
+    @classmethod
+    def grad_cases(cls):
+        mlp = {"latent_dim": 2, "encoder": [{"type": "dense", "units": 6}, "tanh", {"type": "dense", "units": 4}],
+               "decoder": [{"type": "dense", "units": 6}, "tanh", {"type": "dense", "units": 10}]}
+        return [ModelCase({**mlp, "beta": 0.5}, (10,)),
+                ModelCase({**mlp, "likelihood": "gaussian", "sigma": 0.3}, (10,)),
+                ModelCase({**mlp, "beta": 0.0}, (10,), note="no KL term")]
 
     def build(self, info):
         own_loss_only(self, "model.likelihood and model.beta")
