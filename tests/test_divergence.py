@@ -118,7 +118,7 @@ def test_weights_that_overflow_are_never_checkpointed(tiny, monkeypatch):
     def overflowing(self, lr):  # the update at step 3 overflows one weight
         step(self, lr)
         if self.t == 3:
-            self.params[0][1].flat[0] = np.inf
+            self.group.named()[0][1].flat[0] = np.inf
 
     monkeypatch.setattr(Optimizer, "step", overflowing)
     r = train(tiny, "train.checkpoint_every=1")
