@@ -475,3 +475,7 @@ def main() -> None:
         app()
     except BrokenPipeError:
         sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()

@@ -37,7 +37,9 @@ import numpy as np
 from .atomic import atomic_file
 from .errors import CheckpointError, RunError
 
-CHECKPOINT_FORMAT = "netcli-checkpoint/1"
+# 2: the meta record holds the data description (DataInfo) beside the config; 1 did not and is refused
+CHECKPOINT_VERSION = 2
+CHECKPOINT_FORMAT = f"netcli-checkpoint/{CHECKPOINT_VERSION}"
 
 
 def remove_temp_files(run_dir: Path) -> None:
@@ -255,9 +257,17 @@ def load_checkpoint(path: Path) -> tuple[dict[str, np.ndarray], dict]:
         meta = json.loads(arrays.pop("__meta__").tobytes().decode())
     except (zipfile.BadZipFile, ValueError, EOFError, OSError, MemoryError, RecursionError) as e:
         raise CheckpointError(f"{path}: damaged or not a netcli checkpoint ({e.__class__.__name__}: {e})") from None
-    if not isinstance(meta, dict) or meta.get("format") != CHECKPOINT_FORMAT:
-        raise CheckpointError(f"{path}: not a netcli checkpoint (format {meta.get('format')!r})"
-                              if isinstance(meta, dict) else f"{path}: not a netcli checkpoint")
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{path}: not a netcli checkpoint")
+    fmt = meta.get("format")
+    version = fmt.split("/", 1)[1] if isinstance(fmt, str) and fmt.startswith("netcli-checkpoint/") else None
+    if version is None:
+        raise CheckpointError(f"{path}: not a netcli checkpoint (format {fmt!r})")
+    if fmt != CHECKPOINT_FORMAT:
+        newer = version.isdigit() and int(version) > CHECKPOINT_VERSION
+        raise CheckpointError(f"{path}: checkpoint format {version} was written by {'a newer' if newer else 'an older'} "
+                              f"netcli; this one reads format {CHECKPOINT_VERSION} only"
+                              + ("" if newer else " (train the run again)"))
     return arrays, meta
 
 

@@ -26,7 +26,7 @@ from pydantic import TypeAdapter
 from . import __version__
 from . import backend as B
 from .config import ExperimentConfig, config_from_dict, differing_keys, dump_config, flatten, load_config, locate
-from .data import load_data
+from .data import DataInfo, load_data
 from .errors import CheckpointError, ConfigError, RunError, UserError
 from .layers.base import ShapeError, walk
 from .models.base import Model
@@ -69,14 +69,7 @@ def build_experiment(cfg: ExperimentConfig, base_dir: Path | None = None, progre
     if len(splits.train_x) == 0:
         raise ConfigError([f"{where('data')}: no training samples ({len(splits.val_x)} of {len(splits.val_x)} "
                            f"went to validation with val_fraction {cfg.data.val_fraction})"])
-    model = MODELS.get(cfg.model.type)(cfg.model, cfg.loss)
-    try:
-        model.setup(splits, B.make_rng(cfg.seed))
-    except ShapeError as e:
-        raise ConfigError([f"{where('model', *e.path)}: {e.message}"]) from None
-    except MemoryError as e:  # numpy refuses an array larger than memory before touching any of it
-        raise ConfigError([f"{where('model')}: the parameters do not fit in memory ({e}); make the layers smaller"]) \
-            from None
+    model = build_model(cfg, splits.info(), where)
     optimizer = OPTIMIZERS.build(cfg.optimizer, model.parameters)
     steps_per_epoch = math.ceil(len(splits.train_x) / cfg.data.batch_size)
     total = steps_per_epoch * cfg.train.epochs
@@ -87,6 +80,19 @@ def build_experiment(cfg: ExperimentConfig, base_dir: Path | None = None, progre
     except ValueError as e:  # e.g. more warmup steps than the run has
         raise ConfigError([f"{where('schedule')}: {e}"]) from None
     return Experiment(cfg, splits, model, optimizer, schedule, steps_per_epoch, total)
+
+
+def build_model(cfg: ExperimentConfig, info: DataInfo, where=lambda *key: ".".join(map(str, key))) -> Model:
+    """The config's model, built for data described by ``info``; ``where(*key)`` names a config key in errors."""
+    model = MODELS.get(cfg.model.type)(cfg.model, cfg.loss)
+    try:
+        model.setup(info, B.make_rng(cfg.seed))
+    except ShapeError as e:
+        raise ConfigError([f"{where('model', *e.path)}: {e.message}"]) from None
+    except MemoryError as e:  # numpy refuses an array larger than memory before touching any of it
+        raise ConfigError([f"{where('model')}: the parameters do not fit in memory ({e}); make the layers smaller"]) \
+            from None
+    return model
 
 
 # -- state ----------------------------------------------------------------------
@@ -115,7 +121,8 @@ def model_arrays(model: Model) -> dict[str, np.ndarray]:
 def save_run_checkpoint(path: Path, exp: Experiment, state: TrainState, model_rng, data_rng) -> None:
     arrays = model_arrays(exp.model)
     arrays.update({f"optim/{k}": v for k, v in exp.optimizer.state_dict().items()})
-    meta = {"config": exp.cfg.model_dump(mode="json"), "state": state.__dict__,
+    meta = {"config": exp.cfg.model_dump(mode="json"), "data": exp.splits.info().model_dump(mode="json"),
+            "netcli_version": __version__, "state": state.__dict__,
             "model_rng": model_rng.bit_generator.state, "data_rng": data_rng.bit_generator.state}
     save_checkpoint(path, arrays, meta)
 
@@ -123,11 +130,14 @@ def save_run_checkpoint(path: Path, exp: Experiment, state: TrainState, model_rn
 def load_weights(path: Path, model: Model) -> dict:
     """Load a checkpoint's parameters and buffers into ``model``; return its meta."""
     arrays, meta = load_checkpoint(path)
-    targets = {k.split("/", 1)[1]: v for k, v in model_arrays(model).items() if k.startswith("param/")}
-    assign_arrays(path, arrays, targets, "param")
-    buffers = {k.split("/", 1)[1]: v for k, v in model_arrays(model).items() if k.startswith("buffer/")}
-    assign_arrays(path, arrays, buffers, "buffer")
+    assign_model(path, arrays, model)
     return {"arrays": arrays, **meta}
+
+
+def assign_model(path: Path, arrays: dict[str, np.ndarray], model: Model) -> None:
+    """Copy a checkpoint's ``param/*`` and ``buffer/*`` arrays into ``model``; any mismatch is a CheckpointError."""
+    assign_arrays(path, arrays, {n: p for n, p, _ in model.params()}, "param")
+    assign_arrays(path, arrays, {n: b for n, b, _, _ in model.buffers()}, "buffer")
 
 
 # -- the loop -----------------------------------------------------------------------
@@ -233,8 +243,7 @@ def _diff(a: dict, b: dict) -> list[str]:
 
 def restore(ckpt: Path, arrays: dict, meta: dict, exp: Experiment, data_rng) -> TrainState:
     """Put a checkpoint's training state into ``exp``: params, buffers, optimizer, generators; any mismatch is an error."""
-    assign_arrays(ckpt, arrays, {n: p for n, p, _ in exp.model.params()}, "param")
-    assign_arrays(ckpt, arrays, {n: b for n, b, _, _ in exp.model.buffers()}, "buffer")
+    assign_model(ckpt, arrays, exp.model)
     try:
         exp.optimizer.load_state_dict({k[6:]: v for k, v in arrays.items() if k.startswith("optim/")})
         state = TypeAdapter(TrainState).validate_python(meta["state"])

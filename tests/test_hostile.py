@@ -22,7 +22,7 @@ from tinyrun import TINY, invoke, runner
 
 import netcli
 from netcli.cli import app
-from netcli.runs import find_run, load_checkpoint, new_run_dir
+from netcli.runs import CHECKPOINT_FORMAT, find_run, load_checkpoint, new_run_dir
 
 
 def assert_clean_error(r, *fragments, code=2):
@@ -252,6 +252,12 @@ def zip_of(members: dict) -> bytes:
     return buf.getvalue()
 
 
+def npy_of(array: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, array)
+    return buf.getvalue()
+
+
 def npz_of(**arrays) -> bytes:
     buf = io.BytesIO()
     np.savez(buf, **arrays)
@@ -286,8 +292,12 @@ def bad_checkpoints(good: bytes, other: bytes) -> dict[str, tuple[bytes, str]]:
         "a non-array member": (zip_of({**members, first_param: b"not an array"}), "a member is not an array"),
         "text of the right shape": (zip_of({**members, first_param: text.getvalue()}), "has dtype <U1, not numbers"),
         "another model's (renamed)": (other, "does not fit this model"),
-        "no params, only a meta record": (npz_of(__meta__=meta({"format": "netcli-checkpoint/1"})),
+        "no params, only a meta record": (npz_of(__meta__=meta({"format": CHECKPOINT_FORMAT})),
                                           "does not fit this model"),
+        "an older format": (zip_of({**members, "__meta__.npy": npy_of(meta({"format": "netcli-checkpoint/1"}))}),
+                            "checkpoint format 1 was written by an older netcli; this one reads format 2 only"),
+        "a newer format": (npz_of(__meta__=meta({"format": "netcli-checkpoint/99"})),
+                           "checkpoint format 99 was written by a newer netcli"),
     }
 
 

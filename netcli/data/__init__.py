@@ -20,7 +20,9 @@ The API the rest of netcli uses:
   shuffle (True; for the trainer's epochs, this package does not shuffle).
 - ``Splits``: train_x, train_y, val_x, val_y, test_x, test_y (numpy; test None when there is no test
   split; val arrays have length 0 when val_fraction is 0), task ("classification" | "regression"),
-  num_classes (int or None), input_shape and target_shape (one sample, no batch axis).
+  num_classes (int or None), input_shape and target_shape (one sample, no batch axis), class_names
+  (None: 0..K-1) and a description of how raw inputs become samples; ``splits.info()`` is all of that
+  without the arrays (a ``DataInfo``, saved in every checkpoint so a trained model needs no data).
   The validation set comes out of the training set through a permutation drawn from ``seed``
   (same seed, same split); train and val keep the original sample order.
 - ``progress(bytes_done, bytes_total, description)`` is called during downloads (bytes_total 0: unknown).
@@ -51,7 +53,7 @@ from pydantic import Field, TypeAdapter
 
 from ..registry import DATASETS
 from . import files, mnist, synthetic  # noqa: F401  (registers the datasets)
-from .base import DataConfig, DataError, Dataset, Progress, Splits, register_dataset
+from .base import DataConfig, DataError, DataInfo, Dataset, Progress, Splits, register_dataset
 from .cache import list_cached
 
 
@@ -76,5 +78,5 @@ def fetch(name: str, progress: Progress = None) -> dict:
     return DATASETS.get(name).fetch(progress)
 
 
-__all__ = ["DataConfig", "DataError", "Dataset", "Progress", "Splits", "data_config_type", "fetch",
+__all__ = ["DataConfig", "DataError", "DataInfo", "Dataset", "Progress", "Splits", "data_config_type", "fetch",
            "list_cached", "load_data", "parse_data_config", "register_dataset"]

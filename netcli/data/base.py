@@ -4,7 +4,7 @@ from __future__ import annotations
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, ClassVar, Literal, Optional
+from typing import Any, Callable, ClassVar, Literal, Optional
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -33,6 +33,32 @@ class DataConfig(BaseModel):
     shuffle: bool = Field(True, description="Reshuffle the training samples every epoch.")
 
 
+class DataInfo(BaseModel):
+    """What a trained model expects and returns, without the data: saved in every checkpoint.
+
+    ``description`` says how raw inputs become model inputs, by ``kind``:
+      image   height, width, channels, layout (nchw | flat | sequence), scale (pixels are divided by it),
+              normalize ({mean, std} after scaling, or None), polarity (light_on_dark: MNIST's white ink on
+              black), fit (mnist: the ink's bounding box scaled into 20x20 and centred by mass; resize: the
+              whole picture resized to height x width)
+      table   columns (the feature columns' names, in order), label_column
+      tokens  vocab (token ids 0..vocab-1)
+      series, array   no conversion: arrays of input_shape
+    """
+
+    model_config = ConfigDict(extra="forbid")
+    task: Task
+    num_classes: Optional[int] = None
+    class_names: Optional[list[str]] = None  # None: the classes are 0..num_classes-1
+    input_shape: tuple[int, ...]   # one sample, no batch axis
+    input_dtype: str = "float32"
+    target_shape: tuple[int, ...]  # one target: () a class label, (T,) per-position labels, (k,) regression
+    description: dict[str, Any] = Field(default_factory=dict)
+
+    def class_name(self, k: int) -> str:
+        return self.class_names[k] if self.class_names else str(k)
+
+
 @dataclass
 class Splits:
     """A loaded dataset: numpy arrays with the sample axis first. ``test_x``/``test_y`` may be None."""
@@ -47,6 +73,13 @@ class Splits:
     num_classes: int | None
     input_shape: tuple[int, ...]   # one sample, no batch axis
     target_shape: tuple[int, ...]  # one target: () for a class label, (T,) per-position labels, (k,) regression
+    class_names: list[str] | None = None
+    description: dict[str, Any] | None = None  # see DataInfo
+
+    def info(self) -> DataInfo:
+        return DataInfo(task=self.task, num_classes=self.num_classes, class_names=self.class_names,
+                        input_shape=self.input_shape, input_dtype=str(self.train_x.dtype),
+                        target_shape=self.target_shape, description=self.description or {"kind": "array"})
 
 
 class Dataset:
@@ -82,7 +115,8 @@ def validation_indices(n: int, val_fraction: float, seed: int) -> tuple[np.ndarr
 
 def make_splits(config: DataConfig, seed: int, train: tuple[np.ndarray, np.ndarray],
                 test: tuple[np.ndarray, np.ndarray] | None, *, task: Task, num_classes: int | None,
-                transform: Callable[[np.ndarray], np.ndarray] = lambda x: x) -> Splits:
+                transform: Callable[[np.ndarray], np.ndarray] = lambda x: x, class_names: list[str] | None = None,
+                description: dict[str, Any] | None = None) -> Splits:
     """Apply ``limit``, split off the validation set, and ``transform`` each x (e.g. uint8 -> float images).
 
     Indexing happens before ``transform`` so that only the selected samples are converted.
@@ -98,4 +132,5 @@ def make_splits(config: DataConfig, seed: int, train: tuple[np.ndarray, np.ndarr
         train_x=train_x, train_y=y[tr], val_x=transform(x[va]), val_y=y[va],
         test_x=None if test is None else transform(test[0]), test_y=None if test is None else test[1],
         task=task, num_classes=num_classes,
-        input_shape=tuple(train_x.shape[1:]), target_shape=tuple(y.shape[1:]))
+        input_shape=tuple(train_x.shape[1:]), target_shape=tuple(y.shape[1:]), class_names=class_names,
+        description={"dataset": config.dataset, **(description or {"kind": "array"})})

@@ -17,7 +17,7 @@ from pydantic import Field
 from ..registry import closest
 from .base import DataConfig, DataError, Dataset, Progress, Splits, Task, make_splits, register_dataset
 from .idx import read_idx
-from .mnist import LayoutConfig, layout
+from .mnist import LayoutConfig, layout, layout_name
 
 MAX_INFERRED_CLASSES = 1000  # more distinct integer labels than this is most likely a regression target
 
@@ -62,7 +62,7 @@ def check_y(y: np.ndarray, n: int, task: Task | None, name: str) -> tuple[np.nda
 
 
 def finish(config: DataConfig, seed: int, task: Task | None, train: tuple, train_name: str,
-           test: tuple | None = None, test_name: str = "", transform=lambda x: x) -> Splits:
+           test: tuple | None = None, test_name: str = "", transform=lambda x: x, **describe) -> Splits:
     """Check the (x, y) arrays of train and test against each other, then split them."""
     x = check_x(train[0], train_name)
     y, task = check_y(train[1], len(x), task, train_name)
@@ -77,7 +77,8 @@ def finish(config: DataConfig, seed: int, task: Task | None, train: tuple, train
     num_classes = None
     if task == "classification":
         num_classes = int(max(y.max(initial=0), test[1].max(initial=0) if test else 0)) + 1
-    return make_splits(config, seed, (x, y), test, task=task, num_classes=num_classes, transform=transform)
+    return make_splits(config, seed, (x, y), test, task=task, num_classes=num_classes, transform=transform,
+                       **describe)
 
 
 class FileConfig(DataConfig):
@@ -119,8 +120,8 @@ class NpzDataset(Dataset):
 
 
 # -- csv --------------------------------------------------------------------
-def read_csv(path: Path, label_column: str, delimiter: str) -> tuple[np.ndarray, np.ndarray]:
-    """float64 features (N, F) from every column but ``label_column``, and that column's text (N,)."""
+def read_table(path: Path, delimiter: str = ",") -> tuple[list[str], np.ndarray]:
+    """The header and the text cells (N, columns) of a CSV file, every row as long as the header."""
     try:
         with open(path, newline="") as f:
             rows = list(csv.reader(f, delimiter=delimiter))
@@ -132,23 +133,31 @@ def read_csv(path: Path, label_column: str, delimiter: str) -> tuple[np.ndarray,
     if len(rows) < 2:
         raise DataError(f"{path}: needs a header line and at least one data row")
     header = [h.strip() for h in rows[0]]
+    for line, row in enumerate(rows[1:], start=2):
+        if len(row) != len(header):
+            raise DataError(f"{path}:{line}: {len(row)} fields, the header has {len(header)}")
+    return header, np.array(rows[1:], dtype=str)
+
+
+def numbers(path: Path, cells: np.ndarray, names: list[str]) -> np.ndarray:
+    """Text cells (N, F) of the columns ``names`` as float64; a cell that is not a number names its line and column."""
+    try:
+        return cells.astype(np.float64)
+    except ValueError:
+        line, col = next((i, j) for i, row in enumerate(cells) for j, v in enumerate(row) if not _is_number(v))
+        raise DataError(f"{path}:{line + 2}: column '{names[col]}' has '{cells[line, col]}', not a number") from None
+
+
+def read_csv(path: Path, label_column: str, delimiter: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """float64 features (N, F) from every column but ``label_column``, that column's text (N,), the feature names."""
+    header, table = read_table(path, delimiter)
     if label_column not in header:
         hint = closest(label_column, header)
         raise DataError(f"{path}: no column '{label_column}'" + (f" (did you mean '{hint}'?)" if hint else "")
                         + f"; columns: {', '.join(header)}")
-    for line, row in enumerate(rows[1:], start=2):
-        if len(row) != len(header):
-            raise DataError(f"{path}:{line}: {len(row)} fields, the header has {len(header)}")
-    table = np.array(rows[1:], dtype=str)
     label = header.index(label_column)
-    features = np.delete(table, label, axis=1)
-    try:
-        x = features.astype(np.float64)
-    except ValueError:
-        line, col = next((i, j) for i, row in enumerate(features) for j, v in enumerate(row) if not _is_number(v))
-        name = [h for h in header if h != label_column][col]
-        raise DataError(f"{path}:{line + 2}: column '{name}' has '{features[line, col]}', not a number") from None
-    return x, np.char.strip(table[:, label])
+    names = [h for h in header if h != label_column]
+    return numbers(path, np.delete(table, label, axis=1), names), np.char.strip(table[:, label]), names
 
 
 def _is_number(text: str) -> bool:
@@ -184,16 +193,22 @@ class CsvDataset(Dataset):
     def load(self, seed: int, *, progress: Progress = None, base_dir: Path | None = None) -> Splits:
         c = self.config
         path = resolve(c.path, base_dir)
-        x, labels = read_csv(path, c.label_column, c.delimiter)
+        x, labels, names = read_csv(path, c.label_column, c.delimiter)
         classes = None if all(_is_number(v) for v in labels) else sorted(set(labels))
+        describe = {"class_names": classes,
+                    "description": {"kind": "table", "columns": names, "label_column": c.label_column}}
         if classes is not None and c.task == "regression":
             raise DataError(f"{path}: column '{c.label_column}' holds text, which cannot be a regression target")
         train = (x, csv_targets(labels, classes, path))
         if not c.test_path:
-            return finish(c, seed, c.task, train, str(path))
+            return finish(c, seed, c.task, train, str(path), **describe)
         test_path = resolve(c.test_path, base_dir)
-        tx, tlabels = read_csv(test_path, c.label_column, c.delimiter)
-        return finish(c, seed, c.task, train, str(path), (tx, csv_targets(tlabels, classes, test_path)), str(test_path))
+        tx, tlabels, test_names = read_csv(test_path, c.label_column, c.delimiter)
+        if test_names != names:
+            raise DataError(f"{test_path}: feature columns {', '.join(test_names)} differ from the training file's "
+                            f"{', '.join(names)}")
+        return finish(c, seed, c.task, train, str(path), (tx, csv_targets(tlabels, classes, test_path)), str(test_path),
+                      **describe)
 
 
 # -- idx --------------------------------------------------------------------
@@ -211,23 +226,28 @@ class IdxDataset(Dataset):
         if (c.test_images is None) != (c.test_labels is None):
             raise DataError("idx data: set both test_images and test_labels, or neither")
         train = self._read(c.images, c.labels, base_dir)
+        x = train[0]
+        description = {"kind": "array"} if x.ndim != 3 else {
+            "kind": "image", "height": x.shape[1], "width": x.shape[2], "channels": 1, "layout": layout_name(c),
+            "scale": 255 if self.uint8 else 1, "normalize": None, "polarity": "light_on_dark", "fit": "resize"}
         test = self._read(c.test_images, c.test_labels, base_dir) if c.test_images else None
         return finish(c, seed, "classification", train, str(resolve(c.images, base_dir)), test,
-                      str(resolve(c.test_images, base_dir)) if c.test_images else "", transform=self._layout)
+                      str(resolve(c.test_images, base_dir)) if c.test_images else "", transform=self._layout,
+                      description=description)
 
-    @staticmethod
-    def _read(images: Path, labels: Path, base_dir: Path | None) -> tuple[np.ndarray, np.ndarray]:
+    def _read(self, images: Path, labels: Path, base_dir: Path | None) -> tuple[np.ndarray, np.ndarray]:
         images, labels = resolve(images, base_dir), resolve(labels, base_dir)
         x, y = read_idx(images), read_idx(labels)
         if len(x) != len(y):
             raise DataError(f"{labels}: {len(y)} labels for {len(x)} images in {images}")
         if not np.issubdtype(y.dtype, np.integer) or y.ndim != 1:
             raise DataError(f"{labels}: labels must be integers, one per image; got {y.dtype}{y.shape}")
-        return (x / np.float32(255) if x.dtype == np.uint8 else x), y
+        self.uint8 = x.dtype == np.uint8  # of the last images read (the training images', for the description)
+        return (x / np.float32(255) if self.uint8 else x), y
 
     def _layout(self, x: np.ndarray) -> np.ndarray:
         if x.ndim != 3:
             if self.config.as_sequence or self.config.flatten:
                 raise DataError(f"idx data: as_sequence / flatten need (N, H, W) images, not (N, {x.shape[1:]})")
             return x
-        return layout(x, self.config)
+        return layout(x, layout_name(self.config))

