@@ -232,6 +232,20 @@ def schema(out_path: Optional[Path] = typer.Option(None, "-o", "--out", help="wr
         out.print(f"wrote {write_schema(out_path)}")
 
 
+@app.command("config")
+@user_errors
+def config_(target: Path = typer.Argument(..., help="experiment YAML file or run directory"),
+            set_: List[str] = typer.Option([], "--set", help=SET_HELP)):
+    """The resolved config, every default filled in, each value marked: from the file, from --set, or a default."""
+    from .origins import render, resolved
+
+    if target.is_dir():
+        from .runs import find_run
+
+        target = find_run(target) / "config.yaml"
+    out.print(render(resolved(target, set_)), end="")
+
+
 @app.command("list")
 @user_errors
 def list_(kind: str = typer.Argument(..., help="layers, models, losses, optimizers, schedules or datasets"),

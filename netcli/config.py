@@ -71,6 +71,12 @@ class ExperimentConfig(BaseModel):
 
 def load_config(path: str | Path, overrides: list[str] = ()) -> ExperimentConfig:
     """Read, override and validate an experiment file; raise ConfigError listing every problem."""
+    raw, lines = read_raw(path, overrides)
+    return absolute_paths(validate(raw, str(path), lines), Path(path).parent)
+
+
+def read_raw(path: str | Path, overrides: list[str] = ()) -> tuple[dict, dict[tuple, int | str]]:
+    """The file's data with ``overrides`` applied, and the line of each key path ("--set" for overridden ones)."""
     path = Path(path)
     try:
         text = path.read_text()
@@ -81,7 +87,7 @@ def load_config(path: str | Path, overrides: list[str] = ()) -> ExperimentConfig
     raw, lines = parse_yaml(text, str(path))
     for item in overrides:
         apply_override(raw, item, lines)
-    return absolute_paths(validate(raw, str(path), lines), path.parent)
+    return raw, lines
 
 
 def absolute_paths(cfg: ExperimentConfig, base_dir: Path) -> ExperimentConfig:
