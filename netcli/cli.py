@@ -30,11 +30,17 @@ _debug = {"on": False}
 
 
 @app.callback()
-def _root(debug: bool = typer.Option(False, "--debug", help="show tracebacks of errors")):
+def _root(debug: bool = typer.Option(False, "--debug", help="show tracebacks of errors"),
+          plugin: List[str] = typer.Option([], "--plugin", help="a .py file or module that registers components "
+                                           "(repeatable; runs record it), e.g. netcli --plugin swish.py train x.yaml")):
     _debug["on"] = debug
     from .backend import tune_allocator
 
     tune_allocator()
+    if plugin:
+        from .plugins import load_command_line
+
+        user_errors(load_command_line)(plugin)
 
 
 def user_errors(fn):
@@ -244,6 +250,31 @@ def config_(target: Path = typer.Argument(..., help="experiment YAML file or run
 
         target = find_run(target) / "config.yaml"
     out.print(render(resolved(target, set_)), end="")
+
+
+@app.command()
+@user_errors
+def gradcheck(targets: List[str] = typer.Argument(..., help="plugin .py files or modules (their layers and losses) "
+                                                   "and/or built-in layer or loss names"),
+              tol: float = typer.Option(1e-6, "--tol", help="largest relative error that passes")):
+    """Finite-difference gradient check (float64, input and parameters) and contract checks; exit 1 on a failure."""
+    from .gradcheck import check_targets
+
+    results = check_targets(targets, tol)
+    for r in results:
+        table = Table("check", "relative error", "result", title=f"{r.kind} {r.name}: {r.title}", title_justify="left")
+        for array, e in r.errors.items():
+            table.add_row(f"d/d {array}", f"{e:.2e}", "pass" if e < tol else "FAIL")
+        for what, ok in r.contract.items():
+            table.add_row(what, "", "pass" if ok else "FAIL")
+        if r.problem:
+            table.add_row(r.problem, "", "FAIL")
+        table.add_row("worst", f"{r.worst:.2e}", "PASS" if r.ok else "FAIL", end_section=True)
+        out.print(table)
+    failed = [r for r in results if not r.ok]
+    out.print(f"{len(results) - len(failed)} of {len(results)} cases passed (tolerance {tol:g})")
+    if failed:
+        raise typer.Exit(1)
 
 
 @app.command("list")

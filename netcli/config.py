@@ -21,6 +21,7 @@ from . import models as _models  # noqa: F401
 from . import optim as _optim  # noqa: F401
 from . import schedules as _schedules  # noqa: F401
 from .errors import ConfigError
+from .plugins import PluginRef, load_config_plugins
 from .registry import DATASETS, LOSSES, MODELS, OPTIMIZERS, SCHEDULES, did_you_mean
 
 # -- the experiment ------------------------------------------------------------
@@ -56,6 +57,8 @@ class ExperimentConfig(BaseModel):
                       description="run name; runs go to runs/<name>/")
     seed: int = Field(0, ge=0, lt=2**32, description="seed of every random choice in the run")
     dtype: Literal["float32", "float64"] = Field("float32", description="float type of params and activations")
+    plugins: list[PluginRef] = Field(default_factory=list, description="Python files or modules that register "
+                                     "components (layers, losses, ...) before the rest is read")
     data: DATASETS.union(shorthand=False) = Field(  # type: ignore[valid-type]
         description="the data set, its batch size and validation split")
     model: MODELS.union(shorthand=False) = Field(description="the model type and its networks")  # type: ignore[valid-type]
@@ -64,6 +67,47 @@ class ExperimentConfig(BaseModel):
     schedule: SCHEDULES.union() = Field(default_factory=lambda: {"type": "constant"},  # type: ignore[valid-type]
                                         validate_default=True, description="learning-rate schedule")
     train: TrainConfig = Field(default_factory=TrainConfig, description="epochs, stopping, clipping, checkpoints")
+
+
+def refresh_config_models() -> None:
+    """Rebuild the models that hold a registry's union, after a plugin registered more components.
+
+    pydantic fixes a union when a model is built; each field holding one gets the union of the
+    registry as it is now (containers' layer lists first, then the model types, then the experiment).
+    """
+    from .layers import LAYERS
+
+    registries = (LAYERS, MODELS, LOSSES, OPTIMIZERS, SCHEDULES, DATASETS)
+    configs = [cls.Config for r in registries for _, cls in r.items()] + [ExperimentConfig]
+    for config in configs:
+        changed = False
+        for f in config.model_fields.values():
+            fresh = _fresh_unions(f.annotation, registries)
+            if fresh is not f.annotation:
+                f.annotation, changed = fresh, True
+        if changed or config is ExperimentConfig or config in (cls.Config for _, cls in MODELS.items()):
+            config.model_rebuild(force=True)
+
+
+def _fresh_unions(ann, registries):
+    """``ann`` with every union of a registry's Configs in it widened to the registry's current Configs
+    (``ann`` itself when there is none); discriminators and shorthands around a union stay as they are."""
+    origin, args = typing.get_origin(ann), typing.get_args(ann)
+    if origin is Annotated:
+        inner = _fresh_unions(args[0], registries)
+        return ann if inner is args[0] else Annotated[(inner, *args[1:])]
+    if origin is Union:
+        members = {a for a in args if a is not type(None)}
+        for r in registries:
+            configs = tuple(cls.Config for _, cls in r.items())
+            if members < set(configs):
+                return Union[configs + ((type(None),) if type(None) in args else ())]
+    if origin in (list, Union):
+        fresh = tuple(_fresh_unions(a, registries) for a in args)
+        if all(f is a for f, a in zip(fresh, args)):
+            return ann
+        return list[fresh[0]] if origin is list else Union[fresh]
+    return ann
 
 
 # -- loading -----------------------------------------------------------------
@@ -76,7 +120,8 @@ def load_config(path: str | Path, overrides: list[str] = ()) -> ExperimentConfig
 
 
 def read_raw(path: str | Path, overrides: list[str] = ()) -> tuple[dict, dict[tuple, int | str]]:
-    """The file's data with ``overrides`` applied, and the line of each key path ("--set" for overridden ones)."""
+    """The file's data with ``overrides`` applied and its plugins loaded, and the line of each key path
+    ("--set" for overridden ones)."""
     path = Path(path)
     try:
         text = path.read_text()
@@ -87,6 +132,7 @@ def read_raw(path: str | Path, overrides: list[str] = ()) -> tuple[dict, dict[tu
     raw, lines = parse_yaml(text, str(path))
     for item in overrides:
         apply_override(raw, item, lines)
+    load_config_plugins(raw, lines, str(path), path.parent)
     return raw, lines
 
 
@@ -258,6 +304,8 @@ def _where(source: str, lines: dict, loc: tuple) -> str:
         line = lines.get(tuple(loc[:n]))
         if line == "--set":
             return f"--set {_dotted(loc[:n])}"
+        if line == "--plugin":
+            return "--plugin"
         if line is not None:
             return f"{source}:{line}"
     return source

@@ -158,3 +158,143 @@ def _forward(layer: Layer, x: np.ndarray, training: bool, seed: int) -> np.ndarr
 
 def _named(layer: Layer, attr: str) -> dict[str, np.ndarray]:
     return {f"{path}{k}": v for path, sub in walk(layer) for k, v in getattr(sub, attr).items()}
+
+
+def check_loss(loss_type: str, case, seed: int = 0) -> GradReport:
+    """Gradient-check one registered loss on one case (a LossCase), in float64."""
+    from .losses import make_loss
+
+    rng = np.random.default_rng(seed)
+    pred, target = case.sample(rng)
+    loss = make_loss({"type": loss_type, **case.config})
+
+    def backward() -> dict[str, np.ndarray]:
+        loss.forward(pred, target)
+        return {"prediction": loss.backward()}
+
+    return check_arrays(lambda: loss.forward(pred, target), backward, {"prediction": pred}, rng)
+
+
+# -- the contract beyond the numbers -------------------------------------------------------
+
+
+def layer_contract(layer_type: str, case: GradCase, seed: int = 0) -> dict[str, bool]:
+    """The layer leaves its input as it was, and a second backward adds to the gradients (2x after two)."""
+    with B.dtype_scope("float64"):
+        rng = np.random.default_rng(seed)
+        layer = make_layer(layer_type, case.config)
+        layer.setup(case.in_shape, np.random.default_rng(seed + 1), dict(case.extra.get("ctx", {})))
+        shape = (case.batch, *case.in_shape)
+        x = rng.integers(0, case.int_high, shape) if case.int_high is not None else rng.standard_normal(shape)
+        x0 = x.copy()
+        y = _forward(layer, x, case.training, seed)
+        R = rng.standard_normal(y.shape)
+        layer.backward(R.copy())
+        once = {n: g.copy() for n, g in _named(layer, "grads").items()}
+        _forward(layer, x, case.training, seed)
+        layer.backward(R.copy())
+        twice = _named(layer, "grads")
+        result = {"input untouched": bool(np.array_equal(x, x0))}
+        if once:
+            result["gradients accumulate"] = all(np.allclose(twice[n], 2 * g, rtol=1e-10, atol=1e-12)
+                                                 for n, g in once.items())
+        return result
+
+
+def loss_contract(loss_type: str, case, seed: int = 0) -> dict[str, bool]:
+    """The loss leaves its prediction and target as they were."""
+    from .losses import make_loss
+
+    pred, target = case.sample(np.random.default_rng(seed))
+    p0, t0 = pred.copy(), target.copy()
+    loss = make_loss({"type": loss_type, **case.config})
+    loss.forward(pred, target)
+    loss.backward()
+    return {"inputs untouched": bool(np.array_equal(pred, p0) and np.array_equal(target, t0))}
+
+
+# -- `netcli gradcheck`: every case of the chosen layers and losses ----------------------------
+
+
+@dataclass
+class CaseResult:
+    kind: str                 # "layer" or "loss"
+    name: str
+    title: str                # the case: options and shape
+    errors: dict[str, float]  # array -> relative error
+    contract: dict[str, bool]
+    problem: str = ""         # a case that could not run: why
+    tol: float = 1e-6
+
+    @property
+    def worst(self) -> float:
+        return max(self.errors.values(), default=0.0)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problem and bool(self.errors) and self.worst < self.tol and all(self.contract.values())
+
+
+def check_targets(targets: list[str], tol: float = 1e-6) -> list[CaseResult]:
+    """Check plugin files' layers and losses (``x.py`` or a module: what it registers) and built-ins by name."""
+    from . import config as _config  # noqa: F401  (registers every built-in component first)
+    from .errors import UserError
+    from .plugins import is_file, load
+    from .registry import LOSSES, closest
+
+    names: list[tuple[str, str]] = []
+    for target in targets:
+        if is_file(target) or (target not in LAYERS and target not in LOSSES and "." in target):
+            before = {("layer", n) for n in LAYERS.names()} | {("loss", n) for n in LOSSES.names()}
+            plugin = load(target, None, target)
+            found = [(k, n) for k, reg in (("layer", LAYERS), ("loss", LOSSES)) for n, cls in reg.items()
+                     if (k, n) not in before or _defined_in(cls, plugin.file)]
+            if not found:
+                raise UserError(f"{target}: registers no layer or loss to check")
+            names += [kn for kn in found if kn not in names]
+        elif target in LAYERS:
+            names.append(("layer", target))
+        elif target in LOSSES:
+            names.append(("loss", target))
+        else:
+            valid = LAYERS.names() + LOSSES.names()
+            hint = closest(target, valid)
+            raise UserError(f"unknown layer or loss '{target}'" + (f" (did you mean '{hint}'?)" if hint else "")
+                            + "; give a name (netcli list layers), a plugin .py file or a module")
+    return [result for kind, name in names for result in check_component(kind, name, tol)]
+
+
+def _defined_in(cls, file) -> bool:
+    import inspect
+    from pathlib import Path
+
+    try:
+        return Path(inspect.getsourcefile(cls)).resolve() == file
+    except TypeError:
+        return False
+
+
+def check_component(kind: str, name: str, tol: float = 1e-6) -> list[CaseResult]:
+    from .registry import LOSSES
+
+    cls = (LAYERS if kind == "layer" else LOSSES).get(name)
+    try:
+        cases = cls.grad_cases()
+    except NotImplementedError:
+        cases = []
+    if not cases:
+        return [CaseResult(kind, name, "-", {}, {}, "lists no gradient-check cases: add a grad_cases() classmethod", tol)]
+    results = []
+    for case in cases:
+        shape = case.in_shape if kind == "layer" else case.pred_shape
+        title = f"{case.config or 'defaults'} on {shape}" + (f" ({case.note})" if case.note else "")
+        try:
+            if kind == "layer":
+                report, contract = check_layer(name, case), layer_contract(name, case)
+            else:
+                report, contract = check_loss(name, case), loss_contract(name, case)
+        except Exception as e:  # a user's layer that crashes on its own case: report it, check the rest
+            results.append(CaseResult(kind, name, title, {}, {}, f"{type(e).__name__}: {e}", tol))
+            continue
+        results.append(CaseResult(kind, name, title, report.errors, contract, "", tol))
+    return results

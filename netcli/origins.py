@@ -27,7 +27,7 @@ TAGS = ("type", "dataset")
 @dataclass
 class Line:
     text: str      # one line of YAML, indented
-    origin: str    # "file:LINE", "--set", "default", or "" for a line that only opens a section
+    origin: str    # "file:LINE", "--set", "--plugin", "default", or "" for a line that only opens a section
 
 
 def resolved(path: str | Path, overrides: list[str] = ()) -> list[Line]:
@@ -48,8 +48,8 @@ def render(lines: list[Line]) -> str:
 def origin(path: tuple, raw: Any, lines: dict) -> str:
     """Where the value at key path ``path`` came from."""
     for n in range(len(path), 0, -1):
-        if lines.get(path[:n]) == "--set" and _present(raw, path):
-            return "--set"
+        if lines.get(path[:n]) in ("--set", "--plugin") and _present(raw, path):
+            return lines[path[:n]]
     if not _present(raw, path):
         return "default"
     line = lines.get(path)
