@@ -295,7 +295,7 @@ class NetcliRunner:
                                num_classes=10 if w.target == "labels" else None,
                                task="classification" if w.target == "labels" else "regression")
         self.model.setup(info, B.make_rng(0))
-        self.optimizer = make_optimizer({"type": "adam", "lr": LR}, self.model.params())
+        self.optimizer = make_optimizer({"type": "adam", "lr": LR}, self.model.parameters)  # the flat buffers
         self.x, self.y, self.train = x, y, w.train
 
     def step(self) -> None:

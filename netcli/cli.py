@@ -130,14 +130,14 @@ def eval_(run: Path = typer.Argument(..., help="run directory (or runs/<name> fo
           steps: Optional[int] = typer.Option(None, "--steps", min=1,
                                               help="with --classifier, DDPM: DDIM sampling with this many steps")):
     """Metrics of a run's best checkpoint on the test split; writes eval.json."""
-    from .train import evaluate_run
+    from .app.evaluate import evaluate_run
 
     if classifier is None and (steps is not None or seed != 0 or n != 1000):
         from .errors import UserError
 
         raise UserError("-n, --seed and --steps choose the samples scored with --classifier; give a classifier run")
     if classifier is not None:
-        from .models.quality import sample_quality
+        from .app.quality import sample_quality
 
         with _step_progress("sampling") as progress:
             result = sample_quality(run, classifier, n=n, seed=seed, steps=steps, progress=progress)
@@ -177,7 +177,7 @@ def validate(config: Path = typer.Argument(..., help="experiment YAML file"),
 def summary(target: Path = typer.Argument(..., help="experiment YAML file or run directory"),
             set_: List[str] = typer.Option([], "--set", help=SET_HELP)):
     """A table of the model's layers: output shape, parameters and forward FLOPs."""
-    from .summary import layer_rows
+    from .app.summary import layer_rows
     from .train import prepare_experiment
 
     if target.is_dir():
@@ -203,7 +203,7 @@ def sample(run: Path = typer.Argument(..., help="a VAE, DDPM or autoencoder run 
            out_path: Optional[Path] = typer.Option(None, "--out", help="PNG path (default: the run's samples/)"),
            interpolate: bool = typer.Option(False, "--interpolate", help="VAE: interpolate between two test images")):
     """Generate samples (prior samples, reconstructions or interpolations) as a PNG grid and a .npy."""
-    from .sample import sample_run
+    from .app.sample import sample_run
 
     with _step_progress("sampling") as progress:
         result = sample_run(run, n=n, seed=seed, steps=steps, out=out_path, interpolate=interpolate,
@@ -217,7 +217,7 @@ def bench(config: Path = typer.Argument(..., help="experiment YAML file"),
           set_: List[str] = typer.Option([], "--set", help=SET_HELP),
           repeats: int = typer.Option(10, "--repeats", min=1, help="timed repeats per layer (median)")):
     """Per-layer forward/backward time, FLOPs, GFLOP/s and memory of a config's model."""
-    from .bench import bench_config
+    from .app.bench import bench_config
 
     table = bench_config(config, set_, repeats=repeats)
     out.print(table)

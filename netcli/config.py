@@ -42,6 +42,8 @@ class TrainConfig(BaseModel):
     clip_value: Optional[float] = Field(None, gt=0, description="clip each gradient entry to +-value")
     early_stopping: Optional[EarlyStopping] = Field(None, description="stop when a metric stops improving")
     monitor: Optional[str] = Field(None, description="metric that picks best.npz; default: the model's")
+    monitor_mode: Optional[Literal["min", "max"]] = Field(
+        None, description="whether the monitored metric improves going down or up; default: the model type says")
     eval_every: int = Field(1, ge=1, description="evaluate on the validation split every N epochs")
     checkpoint_every: Optional[int] = Field(None, ge=1, description="also write last.npz every N steps")
     log_every: int = Field(50, ge=1, description="write train metrics to metrics.jsonl every N steps")

@@ -37,8 +37,10 @@ import numpy as np
 from .atomic import atomic_file
 from .errors import CheckpointError, RunError
 
-# 2: the meta record holds the data description (DataInfo) beside the config; 1 did not and is refused
-CHECKPOINT_VERSION = 2
+# 2: the meta record holds the data description (DataInfo) beside the config; 1 did not
+# 3: optimizer state per named optimizer of the model type (optim/<name>/<key>; 2 had optim/<key>)
+# Other versions are refused.
+CHECKPOINT_VERSION = 3
 CHECKPOINT_FORMAT = f"netcli-checkpoint/{CHECKPOINT_VERSION}"
 
 

@@ -1,8 +1,13 @@
-"""The training loop, evaluation and a run's life cycle.
+"""The training loop and a run's life cycle, generic over model types.
 
-    exp = build_experiment(cfg)              # data, model, optimizer, schedule
+    exp = build_experiment(cfg)              # data, model, its named optimizers, schedule
     result = train(cfg, runs_root="runs")    # a new run directory, trained
-    metrics = evaluate_run("runs/x/<run>")   # test-split metrics -> eval.json
+
+The trainer loops over batches, hands each to ``model.train_step`` with a
+``step(name, loss)`` callback (check, clip and apply that optimizer),
+validates with ``model.eval_metrics``, schedules, logs, checkpoints and stops;
+it never asks which type of model it holds. Loading a finished run and
+evaluating it are application code (netcli/app/evaluate.py).
 
 Everything a run needs to continue exactly where it stopped (parameters,
 buffers, optimizer state, schedule position, both random generators, data order,
@@ -30,10 +35,15 @@ from .data import DataInfo, load_data
 from .errors import CheckpointError, ConfigError, RunError, UserError
 from .layers.base import ShapeError, walk
 from .models.base import Model
+from .optim import Optimizer
 from .registry import MODELS, OPTIMIZERS
 from .runs import (MetricsLog, append_text, assign_arrays, find_run, load_checkpoint, new_run_dir,
                    remove_temp_files, run_lock, save_checkpoint, write_json, write_text)
 from .schedules import make_schedule
+
+
+class _SkipBatch(Exception):
+    """nan_policy skip: drop this batch's gradients (the message says what went non-finite)."""
 
 
 class Diverged(UserError):
@@ -47,7 +57,7 @@ class Experiment:
     cfg: ExperimentConfig
     splits: Any
     model: Model
-    optimizer: Any
+    optimizers: dict[str, Optimizer]  # the model's named optimizers, each over its networks' parameters
     schedule: Any
     steps_per_epoch: int
     total_steps: int
@@ -70,7 +80,8 @@ def build_experiment(cfg: ExperimentConfig, base_dir: Path | None = None, progre
         raise ConfigError([f"{where('data')}: no training samples ({len(splits.val_x)} of {len(splits.val_x)} "
                            f"went to validation with val_fraction {cfg.data.val_fraction})"])
     model = build_model(cfg, splits.info(), where)
-    optimizer = OPTIMIZERS.build(cfg.optimizer, model.parameters)
+    optimizers = {name: OPTIMIZERS.build(cfg.optimizer, model.parameters.subset(f"{net}." for net in nets))
+                  for name, nets in model.optimizers().items()}
     steps_per_epoch = math.ceil(len(splits.train_x) / cfg.data.batch_size)
     total = steps_per_epoch * cfg.train.epochs
     if cfg.train.max_steps:
@@ -79,7 +90,7 @@ def build_experiment(cfg: ExperimentConfig, base_dir: Path | None = None, progre
         schedule = make_schedule(cfg.schedule, cfg.optimizer.lr, total)
     except ValueError as e:  # e.g. more warmup steps than the run has
         raise ConfigError([f"{where('schedule')}: {e}"]) from None
-    return Experiment(cfg, splits, model, optimizer, schedule, steps_per_epoch, total)
+    return Experiment(cfg, splits, model, optimizers, schedule, steps_per_epoch, total)
 
 
 def build_model(cfg: ExperimentConfig, info: DataInfo, where=lambda *key: ".".join(map(str, key))) -> Model:
@@ -120,7 +131,8 @@ def model_arrays(model: Model) -> dict[str, np.ndarray]:
 
 def save_run_checkpoint(path: Path, exp: Experiment, state: TrainState, model_rng, data_rng) -> None:
     arrays = model_arrays(exp.model)
-    arrays.update({f"optim/{k}": v for k, v in exp.optimizer.state_dict().items()})
+    arrays.update({f"optim/{name}/{k}": v for name, opt in exp.optimizers.items()
+                   for k, v in opt.state_dict().items()})
     meta = {"config": exp.cfg.model_dump(mode="json"), "data": exp.splits.info().model_dump(mode="json"),
             "netcli_version": __version__, "state": state.__dict__,
             "model_rng": model_rng.bit_generator.state, "data_rng": data_rng.bit_generator.state}
@@ -245,7 +257,9 @@ def restore(ckpt: Path, arrays: dict, meta: dict, exp: Experiment, data_rng) -> 
     """Put a checkpoint's training state into ``exp``: params, buffers, optimizer, generators; any mismatch is an error."""
     assign_model(ckpt, arrays, exp.model)
     try:
-        exp.optimizer.load_state_dict({k[6:]: v for k, v in arrays.items() if k.startswith("optim/")})
+        for name, opt in exp.optimizers.items():
+            prefix = f"optim/{name}/"
+            opt.load_state_dict({k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)})
         state = TypeAdapter(TrainState).validate_python(meta["state"])
         exp.model.rng.bit_generator.state = meta["model_rng"]
         data_rng.bit_generator.state = meta["data_rng"]
@@ -271,7 +285,7 @@ class Trainer:
         t = exp.cfg.train
         self.monitor = t.monitor or (t.early_stopping.metric if t.early_stopping and t.early_stopping.metric
                                      else exp.model.monitor)
-        self.mode = "max" if self.monitor.endswith(("accuracy", "acc")) else "min"
+        self.mode = t.monitor_mode or exp.model.metric_mode(self.monitor)
 
     def checkpoint(self, state: TrainState, name: str = "last") -> None:
         """Save ``state`` as checkpoints/NAME.npz, replacing the previous one only once the new one is whole."""
@@ -348,25 +362,18 @@ class Trainer:
         return None
 
     def train_step(self, state: TrainState, xb, yb) -> None:
+        """One batch through the model's own step; each optimizer it steps is checked, clipped and applied."""
         exp, tc = self.exp, self.exp.cfg.train
-        metrics = exp.model.train_batch(xb, yb)
-        bad = self.non_finite(metrics["loss"])
-        if bad:
-            if tc.nan_policy == "skip" and state.skipped < tc.max_skips:
-                state.skipped += 1
-                exp.model.parameters.zero_grad()
-                self.reporter.message(f"step {state.step + 1}: skipped a batch ({bad}); "
-                                      f"{state.skipped} of at most {tc.max_skips} skipped")
-                state.batch += 1
-                return
-            skipped = f" after {state.skipped} skipped batches" if tc.nan_policy == "skip" else ""
-            raise Diverged(f"step {state.step + 1}: {bad}; training stopped{skipped}, {self.last_good()}")
-        if tc.clip_value:
-            exp.model.parameters.clip_grad_value(tc.clip_value)
-        if tc.clip_norm:
-            exp.model.parameters.clip_grad_norm(tc.clip_norm)
         lr = exp.schedule(state.step)
-        exp.optimizer.step(lr)
+        try:
+            metrics = exp.model.train_step(xb, yb, lambda name, loss: self.apply(name, loss, lr, state))
+        except _SkipBatch as skip:
+            state.skipped += 1
+            exp.model.parameters.zero_grad()
+            self.reporter.message(f"step {state.step + 1}: skipped a batch ({skip}); "
+                                  f"{state.skipped} of at most {tc.max_skips} skipped")
+            state.batch += 1
+            return
         state.step += 1
         state.batch += 1
         for k, v in metrics.items():
@@ -377,6 +384,21 @@ class Trainer:
             self.log.write(state.step, state.epoch, "train", {**metrics, "lr": lr})
         if tc.checkpoint_every and state.step % tc.checkpoint_every == 0:
             self.checkpoint(state)
+
+    def apply(self, name: str, loss: float, lr: float, state: TrainState) -> None:
+        """The update of optimizer ``name``: refuse non-finite values (skip or stop), clip, step."""
+        tc, opt = self.exp.cfg.train, self.exp.optimizers[name]
+        bad = self.non_finite(loss)
+        if bad:
+            if tc.nan_policy == "skip" and state.skipped < tc.max_skips:
+                raise _SkipBatch(bad)
+            skipped = f" after {state.skipped} skipped batches" if tc.nan_policy == "skip" else ""
+            raise Diverged(f"step {state.step + 1}: {bad}; training stopped{skipped}, {self.last_good()}")
+        if tc.clip_value:
+            opt.group.clip_grad_value(tc.clip_value)
+        if tc.clip_norm:
+            opt.group.clip_grad_norm(tc.clip_norm)
+        opt.step(lr)
 
     def non_finite(self, loss: float) -> str | None:
         """Name what went non-finite: the loss, and the gradient nearest the output (where it started)."""
@@ -421,8 +443,8 @@ class Trainer:
 
     def validate(self, state: TrainState) -> dict[str, float]:
         exp = self.exp
-        val = {f"val_{k}": v for k, v in evaluate(exp.model, exp.splits.val_x, exp.splits.val_y,
-                                                  exp.cfg.data.batch_size).items()}
+        val = {f"val_{k}": v for k, v in exp.model.eval_metrics(exp.splits.val_x, exp.splits.val_y,
+                                                                 exp.cfg.data.batch_size).items()}
         self.log.write(state.step, state.epoch, "val", val)
         return val
 
@@ -453,56 +475,6 @@ def _graceful_stop(trainer: Trainer):
     finally:
         for s, h in old.items():
             signal.signal(s, h)
-
-
-# -- evaluation -----------------------------------------------------------------------
-
-
-def evaluate(model: Model, x, y, batch_size: int = 256) -> dict[str, float]:
-    """Sample-weighted means of the model's eval metrics over a whole split."""
-    sums: dict[str, float] = {}
-    for i in range(0, len(x), batch_size):
-        m = model.eval_batch(x[i:i + batch_size], y[i:i + batch_size])
-        for k, v in m.items():
-            sums[k] = sums.get(k, 0.0) + v * len(x[i:i + batch_size])
-    return {k: v / len(x) for k, v in sums.items()}
-
-
-def load_run(run: Path | str, checkpoint: str = "best", base_dir: Path | None = None) -> tuple[Path, Experiment]:
-    """Rebuild a run's experiment from its config.yaml and load its best (or last) checkpoint."""
-    run_dir = find_run(run)
-    cfg = load_config(run_dir / "config.yaml")
-    exp = build_experiment(cfg, base_dir, source=run_dir / "config.yaml")
-    path = run_dir / "checkpoints" / f"{checkpoint}.npz"
-    if checkpoint == "best" and not path.exists():
-        path = run_dir / "checkpoints" / "last.npz"
-    if not path.exists():
-        raise RunError(f"{run_dir}: no checkpoint yet (checkpoints/best.npz or last.npz)")
-    load_weights(path, exp.model)
-    return run_dir, exp
-
-
-def evaluate_run(run: Path | str, split: str = "test", base_dir: Path | None = None) -> dict[str, Any]:
-    """Test-split metrics of a run's best checkpoint; writes eval.json into the run."""
-    run_dir, exp = load_run(run, base_dir=base_dir)
-    x, y = getattr(exp.splits, f"{split}_x"), getattr(exp.splits, f"{split}_y")
-    if x is None:
-        raise UserError(f"the data set of {run_dir} has no {split} split")
-    bs = max(exp.cfg.data.batch_size, 256)
-    result: dict[str, Any] = {"split": split, "samples": len(x), "metrics": evaluate(exp.model, x, y, bs)}
-    if exp.cfg.model.type == "classifier" and y.ndim == 1:
-        pred = np.concatenate([exp.model.predict(x[i:i + bs]).argmax(-1) for i in range(0, len(x), bs)])
-        k = exp.splits.num_classes
-        cm = np.zeros((k, k), dtype=np.int64)
-        np.add.at(cm, (y.astype(np.int64), pred), 1)
-        result["per_class_accuracy"] = (np.diag(cm) / np.maximum(cm.sum(1), 1)).round(4).tolist()
-        result["confusion_matrix"] = cm.tolist()
-    if exp.cfg.model.type == "regressor":  # for scale: the MSE of always predicting the split's mean
-        var = float(np.var(y, axis=0).mean())
-        result["metrics"]["target_variance"] = var
-        result["metrics"]["r2"] = 1.0 - result["metrics"]["mse"] / var if var > 0 else float("nan")
-    write_json(run_dir / "eval.json", result)
-    return result
 
 
 def versions() -> dict[str, str]:

@@ -7,7 +7,7 @@
     model.sample(16, seed=0)                  # VAE / DDPM runs: (16, *input_shape) samples
     model.info                                # DataInfo: input shape and dtype, classes, how raw inputs are read
 
-A checkpoint (format 2 on) holds the resolved config and the data description
+A checkpoint (format 2 on; this netcli reads 3) holds the resolved config and the data description
 (``DataInfo``); the model is built from them and its parameters and buffers
 are loaded under their names. ``run`` may be a run directory, ``runs/<name>``
 (its newest run) or a checkpoint file.
@@ -23,7 +23,7 @@ from . import backend as B
 from .config import ExperimentConfig, config_from_dict
 from .data import DataInfo
 from .errors import CheckpointError, ConfigError, RunError, UserError
-from .models.base import Model
+from .models.base import Model, require
 from .runs import find_run, load_checkpoint
 from .train import assign_model, build_model
 
@@ -110,8 +110,7 @@ class TrainedModel:
 
     def output(self, x, name: str = "input") -> np.ndarray:
         """The network's raw output for a batch: logits (N, [T,] C) or values (N, k), in batches of ``batch_size``."""
-        if not hasattr(self.model, "predict"):
-            raise UserError(f"{self.path}: a {self.config.model.type} model does not predict (it generates: use sample)")
+        require(self.model, "predict", f"{self.path}: predict")
         x = self.check(x, name)
         if not len(x):
             raise InputError(f"{name}: no samples")
@@ -133,6 +132,5 @@ class TrainedModel:
     def sample(self, n: int, seed: int = 0, steps: int | None = None,
                progress: Callable[[int, int], None] | None = None) -> np.ndarray:
         """``n`` samples (n, *input_shape) of a generative run (DDPM: ancestral, or DDIM with ``steps``)."""
-        if not hasattr(self.model, "sample"):
-            raise UserError(f"{self.path}: a {self.config.model.type} model does not generate samples")
+        require(self.model, "sample", f"{self.path}: sample")
         return self.model.sample(n, np.random.default_rng(seed), steps=steps, progress=progress)

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from netcli.bench import bench_config
+from netcli.app.bench import bench_config
 from netcli.cli import app
 
 CONFIG = """\
@@ -70,11 +70,11 @@ def test_cli_bench_prints_the_table(config):
 
 
 def test_layers_are_left_unwrapped(config):
-    from netcli.bench import bench_model
+    from netcli.app.bench import bench_model
     from netcli.train import prepare_experiment
 
     cfg, exp = prepare_experiment(config)
     x, y = exp.splits.train_x[:8], exp.splits.train_y[:8]
-    bench_model(exp.model, exp.optimizer, 0.01, x, y, repeats=2)
+    bench_model(exp.model, exp.optimizers, 0.01, x, y, repeats=2)
     for layer in exp.model.net.layers:
         assert "forward" not in vars(layer) and "backward" not in vars(layer)

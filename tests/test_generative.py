@@ -13,10 +13,11 @@ from netcli.config import config_from_dict
 from netcli.gradcheck import check_arrays
 from netcli.layers.base import named_params
 from netcli.models.ddpm import cosine_betas, ddim_timesteps, ema_update, linear_betas
-from netcli.models.quality import features_and_probs, frechet_distance, sample_quality
+from netcli.app.quality import features_and_probs, frechet_distance, sample_quality
 from netcli.registry import MODELS
-from netcli.sample import sample_run
-from netcli.train import load_run, train
+from netcli.app.sample import sample_run
+from netcli.app.evaluate import load_run
+from netcli.train import train
 
 MLP_AE = {"encoder": [{"type": "dense", "units": 6}, "tanh", {"type": "dense", "units": 3}],
           "decoder": [{"type": "dense", "units": 6}, "tanh", {"type": "dense", "units": 10}]}
@@ -343,7 +344,7 @@ def test_vae_interpolation_runs_between_two_test_images(runs):
 def test_options_that_do_not_apply_are_errors(runs):
     from netcli.errors import UserError
 
-    with pytest.raises(UserError, match="interpolate needs a VAE"):
+    with pytest.raises(UserError, match="--interpolate needs a model that can encode and decode \\(vae\\); a ddpm model cannot"):
         sample_run(runs["ddpm"], n=2, interpolate=True)
     with pytest.raises(UserError, match="steps"):
         sample_run(runs["vae"], n=2, steps=3)
@@ -401,7 +402,7 @@ def test_eval_with_a_classifier_samples_with_the_steps_asked_for(runs, clf_dir):
     assert quality["sampler"] == "DDIM, 5 steps" and quality["metrics"]["samples"] == 20
     assert "DDIM, 5 steps" in r.output and quality["sampling_s"] >= 0
     r = invoke("eval", runs["vae"], "--classifier", clf_dir, "--steps", 5)
-    assert r.exit_code == 2 and "--steps sets DDIM steps of a DDPM run" in r.output
+    assert r.exit_code == 2 and "--steps: the sampler of a vae model has no steps to set" in r.output
     r = invoke("eval", runs["ddpm"], "--steps", 5)
     assert r.exit_code == 2 and "give a classifier run" in r.output
 

@@ -86,7 +86,7 @@ def assert_same_checkpoint(a, b):
     arrays_a, meta_a = load_checkpoint(a)
     arrays_b, meta_b = load_checkpoint(b)
     assert sorted(arrays_a) == sorted(arrays_b)
-    assert any(k.startswith("optim/m.") for k in arrays_a)  # Adam's moments are in there
+    assert any(k.startswith("optim/main/m.") for k in arrays_a)  # Adam's moments are in there
     for k in arrays_a:
         assert arrays_a[k].dtype == arrays_b[k].dtype and np.array_equal(arrays_a[k], arrays_b[k]), k
     for key in ("state", "model_rng", "data_rng", "config"):
@@ -245,7 +245,7 @@ def test_init_from_starts_a_new_run_from_another_runs_weights(tiny, straight, mo
         assert np.array_equal(v, best[k]), k
     arrays, meta = load_checkpoint(run / "checkpoints" / "last.npz")
     assert meta["state"]["step"] == STEPS_PER_EPOCH  # a new run: steps and optimizer state start afresh
-    assert int(arrays["optim/step"]) == STEPS_PER_EPOCH
+    assert int(arrays["optim/main/step"]) == STEPS_PER_EPOCH
 
 
 def test_init_from_with_resume_is_an_error(tiny, straight):

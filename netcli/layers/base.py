@@ -70,6 +70,7 @@ class GradCase:
 class Layer:
     Config: ClassVar[type[LayerConfig]]
     type_name: ClassVar[str]
+    is_list: ClassVar[bool] = False  # a plain list of layers (Sequential): `netcli summary` shows its children
 
     def __init__(self, config: LayerConfig | None = None, **options: Any):
         if config is None:

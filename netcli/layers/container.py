@@ -23,6 +23,8 @@ class Sequential(Layer):
         type: Literal["sequential"] = "sequential"
         layers: list["LayerSpec"] = Field(min_length=1, description="layers applied in order")  # noqa: F821
 
+    is_list = True
+
     def __init__(self, config=None, **options):
         super().__init__(config, **options)
         self.layers = build_layers(self.config.layers)

@@ -51,6 +51,8 @@ class Autoencoder(Model):
         reconstruction: Literal["bce", "mse"] = Field(
             "bce", description="bce: decoder outputs are logits of pixels in [0, 1]; mse: outputs are pixels")
 
+    capabilities = frozenset({"reconstruct"})
+
     @classmethod
     def grad_cases(cls):
         mlp = {"encoder": [{"type": "dense", "units": 6}, "tanh", {"type": "dense", "units": 3}],

@@ -1,21 +1,36 @@
-"""The model contract: a model owns its networks, its loss and its metrics.
+"""The model contract: a model owns its networks, its loss, its training step and what it can do.
 
-    model = MODELS.get(cfg.type)(cfg, loss_spec)
-    model.setup(info, rng)          # info: input_shape, task, num_classes (a data Splits)
-    metrics = model.train_batch(x, y)   # forward + loss + backward; grads accumulate
+    model = MODELS.build(cfg.model, cfg.loss)
+    model.setup(info, rng)              # info: input_shape, target_shape, num_classes (a data Splits)
+    model.optimizers()                  # {"main": ("net",)}: each named optimizer and the networks it updates
+    metrics = model.train_step(x, y, step)   # gradients, then step(name, loss) per optimizer, in order
+    metrics = model.train_batch(x, y)   # (one-optimizer models) forward + loss + backward; grads accumulate
     metrics = model.eval_batch(x, y)    # forward in eval mode, no gradients
+    result = model.evaluate(x, y, bs)   # {"metrics": ..., and whatever else the type reports}
+    "sample" in model.capabilities      # what it can do beyond training: see CAPABILITIES
 
 Metrics are batch means (floats); the trainer weights them by batch size.
-``loss`` is always one of them and is what the optimizer minimises.
+``loss`` is always one of them and is what the optimizers minimise. The
+trainer is generic: it makes one optimizer per name in ``optimizers()`` over
+those networks' parameters (views into ``self.parameters``) and never asks
+which type of model it holds; ``step(name, loss)`` checks, clips and applies
+that optimizer's update. A model with two optimizers (a GAN) computes the
+discriminator's gradients, calls ``step("discriminator", loss)``, then the
+generator's and ``step("generator", loss)``.
+
+Application code (netcli/app/) asks ``require(model, capability)`` instead
+of testing type names, and the monitored metric's direction comes from
+``metric_mode`` (the type's ``maximize`` set) unless the config says.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar, Iterator
+from typing import Any, Callable, ClassVar, Iterator
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
+from ..errors import UserError
 from ..layers.base import Layer, ShapeError, named_buffers
 from ..params import ParamGroup, pack
 from ..registry import register_model  # noqa: F401  (the public decorator, re-exported)
@@ -52,11 +67,22 @@ class ModelConfig(BaseModel):
     type: str
 
 
+# What a model type can do beyond training: the verb of error messages, and the methods it promises.
+CAPABILITIES = {
+    "predict": ("predict", "predict(x) -> outputs (N, ...): logits of a classifier, values of a regressor"),
+    "features": ("give classifier features", "features(x) -> (penultimate features (N, F), logits (N, K))"),
+    "sample": ("sample", "sample(n, rng, steps=None, progress=None) -> n new inputs in [0, 1]"),
+    "reconstruct": ("reconstruct", "reconstruct(x) -> x's reconstruction in [0, 1]"),
+    "latent": ("encode and decode", "encode(x) -> codes (N, L); decode(z) -> inputs in [0, 1]"),
+}
+
+
 class Model:
     Config: ClassVar[type[ModelConfig]]
     type_name: ClassVar[str]
+    capabilities: ClassVar[frozenset[str]] = frozenset()  # names from CAPABILITIES
     monitor: ClassVar[str] = "val_loss"  # default metric for best checkpoint / early stopping
-    monitor_mode: ClassVar[str] = "min"
+    maximize: ClassVar[frozenset[str]] = frozenset()  # metrics where higher is better (the rest: lower)
 
     def __init__(self, config: ModelConfig, loss_spec: Any = None):
         self.config = config
@@ -78,8 +104,45 @@ class Model:
         """The named root layers; parameter names are prefixed with these names."""
         raise NotImplementedError
 
+    def optimizers(self) -> dict[str, tuple[str, ...]]:
+        """Each named optimizer and the networks whose parameters it updates (default: one over all)."""
+        return {"main": tuple(self.networks())}
+
+    def train_step(self, x, y, step: Callable[[str, float], None]) -> dict[str, float]:
+        """Train on one batch: compute gradients, then ``step(name, loss)`` for each optimizer in turn."""
+        metrics = self.train_batch(x, y)
+        step("main", metrics["loss"])
+        return metrics
+
     def train_batch(self, x, y) -> dict[str, float]:
         raise NotImplementedError
+
+    def eval_metrics(self, x, y, batch_size: int = 256) -> dict[str, float]:
+        """Sample-weighted means of eval_batch's metrics over a whole split (validation, `netcli eval`)."""
+        sums: dict[str, float] = {}
+        for i in range(0, len(x), batch_size):
+            xb, yb = x[i:i + batch_size], y[i:i + batch_size]
+            for k, v in self.eval_batch(xb, yb).items():
+                sums[k] = sums.get(k, 0.0) + v * len(xb)
+        return {k: v / len(x) for k, v in sums.items()}
+
+    def evaluate(self, x, y, batch_size: int = 256) -> dict[str, Any]:
+        """The report of `netcli eval`: ``{"metrics": eval_metrics(...)}``; a type may add to it."""
+        return {"metrics": self.eval_metrics(x, y, batch_size)}
+
+    def metric_mode(self, metric: str) -> str:
+        """"max" if higher is better for ``metric`` (``val_accuracy``, ``train_accuracy``, ...), else "min"."""
+        name = metric.removeprefix("train_").removeprefix("val_")
+        return "max" if name in self.maximize else "min"
+
+    def sample_steps(self, steps: int | None) -> int | None:
+        """The sampling steps to use (``--steps``); a type whose sampler has none refuses a number."""
+        if steps is not None:
+            raise UserError(f"--steps: the sampler of a {self.type_name} model has no steps to set")
+        return None
+
+    def describe_sampler(self, steps: int | None) -> str:
+        return "prior"
 
     @classmethod
     def grad_cases(cls) -> list[ModelCase]:
@@ -115,3 +178,13 @@ class Model:
     def num_params(self) -> int:
         return self.parameters.num_params()
 
+
+
+def require(model: Model, capability: str, what: str) -> None:
+    """A UserError unless ``model`` has ``capability``, naming the model types that do (from the registry)."""
+    if capability not in model.capabilities:
+        from ..registry import MODELS
+
+        able = [name for name, cls in MODELS.items() if capability in cls.capabilities]
+        raise UserError(f"{what} needs a model that can {CAPABILITIES[capability][0]} "
+                        f"({', '.join(able) or 'none registered'}); a {model.type_name} model cannot")

@@ -87,6 +87,8 @@ class DDPM(Model):
                 raise ValueError(f"sample_steps ({self.sample_steps}) exceeds timesteps ({self.timesteps})")
             return self
 
+    capabilities = frozenset({"sample"})
+
     @classmethod
     def grad_cases(cls):
         unet = {"type": "unet", "base_channels": 2, "channel_mults": [1, 2], "time_dim": 4, "zero_init": False}
@@ -219,6 +221,9 @@ class DDPM(Model):
         if steps is not None and not 1 <= steps <= self.config.timesteps:
             raise UserError(f"DDIM needs 1 to {self.config.timesteps} steps, got {steps}")
         return steps
+
+    def describe_sampler(self, steps: int | None) -> str:
+        return "ancestral, all steps" if steps is None else f"DDIM, {steps} steps"
 
     def sample(self, n: int, rng: np.random.Generator, steps: int | None = None,
                progress: Callable[[int, int], None] | None = None) -> np.ndarray:

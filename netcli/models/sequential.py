@@ -6,19 +6,23 @@ from typing import Literal
 import numpy as np
 from pydantic import Field
 
+from ..errors import UserError
 from ..layers.base import ShapeError
 from ..layers.container import Sequential
+from ..layers.dense import Dense
 from ..losses import make_loss
 from .base import Model, ModelCase, ModelConfig, register_model
 
 
 class _Supervised(Model):
     default_loss: str
+    capabilities = frozenset({"predict"})
 
     def build(self, info):
         self.net = Sequential(Sequential.Config(layers=self.config.layers))
         out = self.setup_net("layers", self.net, info.input_shape)
         self.check_output(out, info)
+        self.num_classes = info.num_classes
         self.loss = make_loss(self.loss_spec or self.default_loss)
 
     def networks(self):
@@ -47,7 +51,8 @@ class Classifier(_Supervised):
         layers: list["LayerSpec"] = Field(min_length=1, description="the network, input to logits")  # noqa: F821
 
     default_loss = "cross_entropy"
-    monitor, monitor_mode = "val_accuracy", "max"
+    capabilities = frozenset({"predict", "features"})
+    monitor, maximize = "val_accuracy", frozenset({"accuracy", "sequence_accuracy"})
 
     @classmethod
     def grad_cases(cls):
@@ -62,6 +67,32 @@ class Classifier(_Supervised):
             raise ShapeError(f"the network ends in shape {tuple(out)} but {info.num_classes} classes "
                              f"need logits of shape {expect} (end with a dense layer of {info.num_classes} units)",
                              ["layers"])
+
+    def evaluate(self, x, y, batch_size=256):
+        """The mean metrics and, for one label per sample, per-class accuracy and the confusion matrix."""
+        result = super().evaluate(x, y, batch_size)
+        if y.ndim == 1:
+            pred = np.concatenate([self.predict(x[i:i + batch_size]).argmax(-1) for i in range(0, len(x), batch_size)])
+            k = self.num_classes
+            cm = np.zeros((k, k), dtype=np.int64)
+            np.add.at(cm, (y.astype(np.int64), pred), 1)
+            result["per_class_accuracy"] = (np.diag(cm) / np.maximum(cm.sum(1), 1)).round(4).tolist()
+            result["confusion_matrix"] = cm.tolist()
+        return result
+
+    def features(self, x):
+        """The input of the network's last top-level dense layer, flat (N, F), and the logits (N, K)."""
+        layers = self.net.layers
+        last = max((i for i, layer in enumerate(layers) if isinstance(layer, Dense)), default=None)
+        if last is None:
+            raise UserError("the classifier has no dense layer whose input could serve as features")
+        h = x
+        for layer in layers[:last]:
+            h = layer.forward(h, training=False)
+        feats = h.reshape(len(h), -1)
+        for layer in layers[last:]:
+            h = layer.forward(h, training=False)
+        return feats, h
 
     def metrics(self, logits, y):
         pred = logits.argmax(-1)
@@ -93,6 +124,14 @@ class Regressor(_Supervised):
         if tuple(out) != tuple(info.target_shape):
             raise ShapeError(f"the network ends in shape {tuple(out)} but the targets have shape "
                              f"{tuple(info.target_shape)}", ["layers"])
+
+    def evaluate(self, x, y, batch_size=256):
+        """The mean metrics, the targets' variance (the MSE of always predicting their mean) and R^2."""
+        result = super().evaluate(x, y, batch_size)
+        var = float(np.var(y, axis=0).mean())
+        result["metrics"]["target_variance"] = var
+        result["metrics"]["r2"] = 1.0 - result["metrics"]["mse"] / var if var > 0 else float("nan")
+        return result
 
     def metrics(self, pred, y):
         err = pred - y.reshape(pred.shape)

@@ -48,6 +48,8 @@ class VAE(Model):
         sigma: float = Field(1.0, gt=0, description="standard deviation of the gaussian likelihood")
         beta: float = Field(1.0, ge=0, description="weight of the KL term in the loss (1: the ELBO; 0: an autoencoder)")
 
+    capabilities = frozenset({"sample", "latent"})
+
     @classmethod
     def grad_cases(cls):
         mlp = {"latent_dim": 2, "encoder": [{"type": "dense", "units": 6}, "tanh", {"type": "dense", "units": 4}],

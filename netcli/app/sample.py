@@ -1,8 +1,10 @@
 """`netcli sample`: images from a trained generative run, as a PNG grid and a .npy array.
 
-    VAE, DDPM      samples from the prior (DDPM: ancestral, or DDIM with --steps)
-    VAE            --interpolate: decodes of the straight line between the codes of two test images
-    autoencoder    test images beside their reconstructions; the .npy is (n, 2, ...): original, reconstruction
+What comes out depends on what the model can do (its capabilities), not on its type:
+
+    sample         samples from the prior (--steps: the sampler's steps, e.g. a DDPM's DDIM steps)
+    latent         --interpolate: decodes of the straight line between the codes of two test images
+    reconstruct    test images beside their reconstructions; the .npy is (n, 2, ...): original, reconstruction
 
 Files go to the run's samples/ (or --out) and are written atomically.
 """
@@ -15,9 +17,11 @@ from typing import Callable
 import numpy as np
 from PIL import Image
 
-from .errors import UserError
-from .atomic import atomic_file
-from .train import Experiment, load_run
+from ..atomic import atomic_file
+from ..errors import UserError
+from ..models.base import require
+from ..train import Experiment
+from .evaluate import load_run
 
 
 def as_images(x: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
@@ -60,41 +64,31 @@ def interpolation(model, a: np.ndarray, b: np.ndarray, n: int) -> np.ndarray:
     return model.decode((1 - w) * za + w * zb)
 
 
-def ddim_steps(run_dir: Path, exp: Experiment, steps: int | None) -> int | None:
-    """The DDIM step count a sampler of this run uses (None: ancestral, or not a DDPM); --steps only for a DDPM."""
-    kind = exp.cfg.model.type
-    if kind != "ddpm":
-        if steps is not None:
-            raise UserError(f"--steps sets DDIM steps of a DDPM run; {run_dir} is a {kind}")
-        return None
-    return exp.model.sample_steps(steps)
-
-
 def sample_run(run: Path | str, n: int = 64, seed: int = 0, steps: int | None = None, out: Path | None = None,
                interpolate: bool = False, progress: Callable[[int, int], None] | None = None) -> dict[str, Path]:
     """Generate from a run's best checkpoint; write a PNG grid and a .npy. Returns their paths."""
     run_dir, exp = load_run(run)
-    model, kind, rng = exp.model, exp.cfg.model.type, np.random.default_rng(seed)
-    if interpolate and kind != "vae":
-        raise UserError(f"--interpolate needs a VAE run; {run_dir} is a {kind}")
-    steps = ddim_steps(run_dir, exp, steps)
+    model, rng = exp.model, np.random.default_rng(seed)
+    if interpolate:
+        require(model, "latent", "--interpolate")
+    elif not model.capabilities & {"sample", "reconstruct"}:
+        require(model, "sample", f"{run_dir}: netcli sample")
+    steps = model.sample_steps(steps)
     shape = exp.splits.input_shape
-    if kind == "autoencoder":
-        x = held_out_images(exp, n, rng)
-        arrays = np.stack([x, model.reconstruct(x)], axis=1)  # (n, 2, *shape)
-        tiles = as_images(arrays.reshape(2 * n, *shape), shape)  # original, reconstruction, original, ...
-        name, cols = "reconstructions", 2 * math.ceil(math.sqrt(n / 2))  # pairs in a near-square picture
-    elif interpolate:
+    if interpolate:
         a, b = held_out_images(exp, 2, rng)
         arrays = interpolation(model, a, b, n)
         tiles, name, cols = as_images(arrays, shape), "interpolation", min(n, 16)
-    elif hasattr(model, "sample"):
+    elif "sample" in model.capabilities:
         arrays = model.sample(n, rng, steps=steps, progress=progress)
         tiles, name, cols = as_images(arrays, shape), "samples", math.ceil(math.sqrt(n))
         if steps is not None:
             name += f"-ddim{steps}"
     else:
-        raise UserError(f"{run_dir}: a {kind} run does not generate images (use a vae, ddpm or autoencoder run)")
+        x = held_out_images(exp, n, rng)
+        arrays = np.stack([x, model.reconstruct(x)], axis=1)  # (n, 2, *shape)
+        tiles = as_images(arrays.reshape(2 * n, *shape), shape)  # original, reconstruction, original, ...
+        name, cols = "reconstructions", 2 * math.ceil(math.sqrt(n / 2))  # pairs in a near-square picture
     png = Path(out) if out is not None else run_dir / "samples" / f"{name}-seed{seed}.png"
     png = png if png.suffix == ".png" else png.with_name(png.name + ".png")
     npy = png.with_suffix(".npy")

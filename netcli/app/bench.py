@@ -29,8 +29,8 @@ from pathlib import Path
 
 from rich.table import Column, Table
 
-from . import backend as B
-from .layers.base import Layer, walk
+from .. import backend as B
+from ..layers.base import Layer, walk
 
 WARMUP = 2
 
@@ -86,8 +86,19 @@ class LayerTimes:
         return self.layer.flops() * self.rows
 
 
-def bench_model(model, optimizer, lr: float, x, y, repeats: int) -> tuple[list[LayerTimes], list[LayerTimes], dict]:
-    """Time ``repeats`` train steps of ``model`` on (x, y); returns (non-root layers, roots, step figures)."""
+def bench_model(model, optimizers, lr: float, x, y, repeats: int) -> tuple[list[LayerTimes], list[LayerTimes], dict]:
+    """Time ``repeats`` train steps of ``model`` on (x, y); returns (non-root layers, roots, step figures).
+
+    A step is the model's own ``train_step``; each optimizer it steps (``optimizers``: name -> Optimizer)
+    is timed apart from the rest.
+    """
+    opt_time = [0.0]
+
+    def step(name, loss):
+        t0 = time.perf_counter()
+        optimizers[name].step(lr)
+        opt_time[0] += time.perf_counter() - t0
+
     roots, layers = [], []
     for name, net in model.networks().items():
         for path, layer in walk(net, f"{name}."):
@@ -100,41 +111,41 @@ def bench_model(model, optimizer, lr: float, x, y, repeats: int) -> tuple[list[L
             t.trace_memory = True
         tracemalloc.start()
         start = tracemalloc.get_traced_memory()[0]
-        model.train_batch(x, y)
+        model.train_step(x, y, lambda name, loss: None)  # the optimizers' steps come after the measurement
         peak = tracemalloc.get_traced_memory()[1] - start
         tracemalloc.stop()
         for t in everything:
             t.trace_memory = False
-        optimizer.step(lr)
+        for opt in optimizers.values():
+            opt.step(lr)
         for t in everything:
             t.end_step(keep=False)
-        step, opt = [], []
+        steps, opt = [], []
         for i in range(WARMUP + repeats):
+            opt_time[0] = 0.0
             t0 = time.perf_counter()
-            model.train_batch(x, y)
+            model.train_step(x, y, step)
             t1 = time.perf_counter()
-            optimizer.step(lr)
-            t2 = time.perf_counter()
             if i >= WARMUP:
-                step.append(t1 - t0)
-                opt.append(t2 - t1)
+                steps.append(t1 - t0 - opt_time[0])
+                opt.append(opt_time[0])
             for t in everything:
                 t.end_step(keep=i >= WARMUP)
     finally:
         for t in everything:
             t.unwrap()
-    return layers, roots, {"step": statistics.median(step), "optimizer": statistics.median(opt),
+    return layers, roots, {"step": statistics.median(steps), "optimizer": statistics.median(opt),
                            "peak_bytes": peak, "batch": len(x)}
 
 
 def bench_config(config_path: Path | str, overrides: list[str] = (), repeats: int = 10) -> Table:
     """Build the config's experiment and time its layers on one training batch; a rich Table."""
-    from .train import prepare_experiment
+    from ..train import prepare_experiment
 
     cfg, exp = prepare_experiment(Path(config_path), list(overrides))
     bs = cfg.data.batch_size
     x, y = exp.splits.train_x[:bs], exp.splits.train_y[:bs]
-    layers, roots, step = bench_model(exp.model, exp.optimizer, cfg.optimizer.lr, x, y, repeats)
+    layers, roots, step = bench_model(exp.model, exp.optimizers, cfg.optimizer.lr, x, y, repeats)
 
     numbers = [Column(h, justify="right") for h in ("forward ms", "backward ms", "FLOPs", "fwd GFLOP/s",
                                                     "bwd GFLOP/s", "params", "activations")]

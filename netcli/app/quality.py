@@ -17,9 +17,10 @@ from typing import Callable
 import numpy as np
 
 from ..errors import UserError
-from ..layers.dense import Dense
+from ..models.base import require
 from ..registry import DATASETS
 from ..runs import write_json
+from .evaluate import load_run
 
 CONFIDENCE = 0.9
 BATCH = 500
@@ -46,22 +47,14 @@ def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def features_and_probs(classifier, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The input of the classifier's last dense layer (N, F) and its class probabilities (N, K)."""
+    """The classifier's features (N, F) (the ``features`` capability) and class probabilities (N, K), in batches."""
     from scipy import special
 
-    layers = classifier.net.layers
-    last = max((i for i, layer in enumerate(layers) if isinstance(layer, Dense)), default=None)
-    if last is None:
-        raise UserError("the classifier has no dense layer whose input could serve as features")
     feats, probs = [], []
     for i in range(0, len(x), BATCH):
-        h = x[i:i + BATCH]
-        for layer in layers[:last]:
-            h = layer.forward(h, training=False)
-        feats.append(np.asarray(h, np.float64).reshape(len(h), -1))
-        for layer in layers[last:]:
-            h = layer.forward(h, training=False)
-        probs.append(special.softmax(np.asarray(h, np.float64), axis=-1))
+        f, logits = classifier.features(x[i:i + BATCH])
+        feats.append(np.asarray(f, np.float64))
+        probs.append(special.softmax(np.asarray(logits, np.float64), axis=-1))
     return np.concatenate(feats), np.concatenate(probs)
 
 
@@ -80,20 +73,12 @@ def classifier_input(images: np.ndarray, clf) -> np.ndarray:
 def sample_quality(run: Path | str, classifier_run: Path | str, n: int = 1000, seed: int = 0,
                    steps: int | None = None, progress: Callable[[int, int], None] | None = None) -> dict:
     """Generate ``n`` samples from ``run`` and score them with ``classifier_run``; writes quality.json."""
-    from ..sample import ddim_steps
-    from ..train import load_run
-
     run_dir, exp = load_run(run)
     clf_dir, clf = load_run(classifier_run)
-    if clf.cfg.model.type != "classifier":
-        raise UserError(f"{clf_dir} is a {clf.cfg.model.type} run; --classifier needs a classifier run")
-    if not hasattr(exp.model, "sample"):
-        raise UserError(f"{run_dir}: a {exp.cfg.model.type} run does not sample (use a vae or ddpm run)")
-    steps = ddim_steps(run_dir, exp, steps)
-    if exp.cfg.model.type != "ddpm":
-        sampler = "prior"
-    else:
-        sampler = "ancestral, all steps" if steps is None else f"DDIM, {steps} steps"
+    require(clf.model, "features", f"--classifier {clf_dir}")
+    require(exp.model, "sample", f"{run_dir}: scoring samples")
+    steps = exp.model.sample_steps(steps)
+    sampler = exp.model.describe_sampler(steps)
     rng = np.random.default_rng(seed)
     start = time.perf_counter()
     samples = exp.model.sample(n, rng, steps=steps, progress=progress)

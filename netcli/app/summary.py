@@ -5,8 +5,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .layers.base import Layer
-from .models.base import Model
+from ..layers.base import Layer
+from ..models.base import Model
 
 
 @dataclass
@@ -32,8 +32,8 @@ def _rows(layer: Layer, path: str, depth: int, rows: list[LayerRow]) -> None:
     own = sum(int(np.prod(p.shape)) for p in layer.params.values())
     total = own + sum(int(np.prod(p.shape)) for c in _all(layer) for p in c.params.values())
     rows.append(LayerRow("  " * depth + path, layer.type_name, layer.out_shape, total,
-                         layer.flops(), layer.describe(), leaf=not children or layer.type_name != "sequential"))
-    if layer.type_name == "sequential":
+                         layer.flops(), layer.describe(), leaf=not children or not layer.is_list))
+    if layer.is_list:
         for i, child in enumerate(children):
             _rows(child, f"{path}.{i}", depth + 1, rows)
 
