@@ -9,7 +9,7 @@ import netcli
 from netcli.data import DataInfo, load_data, parse_data_config
 from netcli.errors import CheckpointError, UserError
 from netcli.runs import find_run, load_checkpoint, save_checkpoint
-from netcli.train import evaluate, load_run as load_experiment
+from netcli.app.evaluate import load_run as load_experiment
 
 
 @pytest.fixture
@@ -36,14 +36,14 @@ def test_loads_and_predicts_without_the_data(tiny_run):
     np.testing.assert_array_equal(model.predict(x), logits.argmax(-1))
     np.testing.assert_allclose(model.predict_proba(x).sum(-1), 1.0)
     assert (model.predict_proba(x).argmax(-1) == model.predict(x)).all()
-    acc = evaluate(exp.model, x, y)["accuracy"]
+    acc = exp.model.eval_metrics(x, y)["accuracy"]
     assert np.mean(model.predict(x) == y) == pytest.approx(acc)
     assert model.predict(x[0]).shape == (1,)  # one sample of the input shape is a batch of one
     with pytest.raises(UserError, match=r"input: shape \(3, 16\) does not fit the model, which takes \(1, 4, 4\)"):
         model.predict(x.reshape(len(x), -1)[:3])
     with pytest.raises(UserError, match="holds NaN"):
         model.predict(np.full((2, 1, 4, 4), np.nan))
-    with pytest.raises(UserError, match="does not generate"):
+    with pytest.raises(UserError, match="sample needs a model that can sample .*; a classifier model cannot"):
         model.sample(4)
 
 
