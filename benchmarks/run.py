@@ -244,13 +244,13 @@ def recurrent(kind: str) -> Workload:
 
 
 def transformer() -> Workload:
-    block, t = "net.0.0", "net"  # sublayers of a block: norm1, attn (qkv, out), drop1, norm2, dense, act, drop, dense
-    weights = {f"{block}.0.gamma": (f"{t}.norm1.weight", False), f"{block}.0.beta": (f"{t}.norm1.bias", False),
-               f"{block}.3.gamma": (f"{t}.norm2.weight", False), f"{block}.3.beta": (f"{t}.norm2.bias", False),
-               f"{block}.1.0.W": (f"{t}.self_attn.in_proj_weight", True),
-               f"{block}.1.0.b": (f"{t}.self_attn.in_proj_bias", False),
-               **dense_weights({f"{block}.1.1": f"{t}.self_attn.out_proj", f"{block}.4": f"{t}.linear1",
-                                f"{block}.7": f"{t}.linear2"})}
+    block, t = "net.0.blocks.0", "net"  # a block: attn (qkv, out), drop1, norm1, norm2, ffn (dense, act, drop, dense, drop)
+    weights = {f"{block}.norm1.gamma": (f"{t}.norm1.weight", False), f"{block}.norm1.beta": (f"{t}.norm1.bias", False),
+               f"{block}.norm2.gamma": (f"{t}.norm2.weight", False), f"{block}.norm2.beta": (f"{t}.norm2.bias", False),
+               f"{block}.attn.qkv.W": (f"{t}.self_attn.in_proj_weight", True),
+               f"{block}.attn.qkv.b": (f"{t}.self_attn.in_proj_bias", False),
+               **dense_weights({f"{block}.attn.out": f"{t}.self_attn.out_proj", f"{block}.ffn.0": f"{t}.linear1",
+                                f"{block}.ffn.3": f"{t}.linear2"})}
     return Workload("transformer_train", 64, (32, 64),
                     {"type": "regressor", "layers": [{"type": "transformer_encoder", "heads": 4, "ffn": 128,
                                                       "dropout": 0.0}]},
@@ -269,9 +269,9 @@ def vae() -> Workload:
 
 
 def ddpm() -> Workload:
-    d = "denoiser.0"  # sublayers: hidden dense 0, 1, time projections 2, 3, activations 4, 5, output dense 6
-    weights = dense_weights({f"{d}.0": "hidden.0", f"{d}.1": "hidden.1", f"{d}.2!": "time_proj.0",
-                             f"{d}.3!": "time_proj.1", f"{d}.6": "out"})
+    d = "denoiser.0"  # children: hidden.i, time_proj.i, act.i, out
+    weights = dense_weights({f"{d}.hidden.0": "hidden.0", f"{d}.hidden.1": "hidden.1", f"{d}.time_proj.0!": "time_proj.0",
+                             f"{d}.time_proj.1!": "time_proj.1", f"{d}.out": "out"})
     return Workload("ddpm_train", 128, (784,),
                     {"type": "ddpm", "denoiser": [{"type": "time_mlp_denoiser", "units": [512, 512], "time_dim": 64}]},
                     lambda: TorchDDPM(784, [512, 512], 64), weights, target="none",

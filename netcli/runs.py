@@ -39,8 +39,9 @@ from .errors import CheckpointError, RunError
 
 # 2: the meta record holds the data description (DataInfo) beside the config; 1 did not
 # 3: optimizer state per named optimizer of the model type (optim/<name>/<key>; 2 had optim/<key>)
+# 4: parameters below a composite layer are named by attribute (net.0.blocks.0.attn.qkv.W; 3 had net.0.0.1.0.W)
 # Other versions are refused.
-CHECKPOINT_VERSION = 3
+CHECKPOINT_VERSION = 4
 CHECKPOINT_FORMAT = f"netcli-checkpoint/{CHECKPOINT_VERSION}"
 
 

@@ -7,7 +7,7 @@
     model.sample(16, seed=0)                  # VAE / DDPM runs: (16, *input_shape) samples
     model.info                                # DataInfo: input shape and dtype, classes, how raw inputs are read
 
-A checkpoint (format 2 on; this netcli reads 3) holds the resolved config and the data description
+A checkpoint (format 2 on; this netcli reads 4) holds the resolved config and the data description
 (``DataInfo``); the model is built from them and its parameters and buffers
 are loaded under their names. ``run`` may be a run directory, ``runs/<name>``
 (its newest run) or a checkpoint file.

@@ -294,8 +294,8 @@ def bad_checkpoints(good: bytes, other: bytes) -> dict[str, tuple[bytes, str]]:
         "another model's (renamed)": (other, "does not fit this model"),
         "no params, only a meta record": (npz_of(__meta__=meta({"format": CHECKPOINT_FORMAT})),
                                           "does not fit this model"),
-        "an older format": (zip_of({**members, "__meta__.npy": npy_of(meta({"format": "netcli-checkpoint/2"}))}),
-                            "checkpoint format 2 was written by an older netcli; this one reads format 3 only"),
+        "an older format": (zip_of({**members, "__meta__.npy": npy_of(meta({"format": "netcli-checkpoint/3"}))}),
+                            "checkpoint format 3 was written by an older netcli; this one reads format 4 only"),
         "a newer format": (npz_of(__meta__=meta({"format": "netcli-checkpoint/99"})),
                            "checkpoint format 99 was written by a newer netcli"),
     }

@@ -107,3 +107,20 @@ def test_every_model_type_owns_its_parameters_in_buffers(name):
     for pname, p, g in model.params():
         assert any(np.shares_memory(p, s.data) for s in model.parameters.segments), pname
         assert any(np.shares_memory(g, s.grad) for s in model.parameters.segments), pname
+
+
+def test_parameter_keys_are_attribute_paths_of_the_composites():
+    """Checkpoint keys name what a parameter belongs to; only a config's own layer lists are numbered."""
+    net = Sequential(Sequential.Config(layers=[
+        {"type": "transformer_encoder", "blocks": 2, "heads": 2, "ffn": 8, "dropout": 0.0},
+        {"type": "unet", "base_channels": 2, "channel_mults": [1, 2], "time_dim": 4}]))
+    enc = net.layers[0]
+    enc.setup((3, 4), np.random.default_rng(0))
+    names = {n for n, _, _ in named_params(enc)}
+    assert {"blocks.1.attn.qkv.W", "blocks.1.attn.out.b", "blocks.0.norm1.gamma", "blocks.0.ffn.0.W",
+            "blocks.0.ffn.3.b"} <= names, sorted(names)
+    unet = net.layers[1]
+    unet.setup((1, 4, 4), np.random.default_rng(0))
+    names = {n for n, _, _ in named_params(unet)}
+    assert {"stem.W", "down.0.0.conv1.W", "down.1.0.time_proj.W", "downsample.0.W", "mid.0.conv2.W",
+            "up.0.0.skip.W", "out_conv.W"} <= names, sorted(names)

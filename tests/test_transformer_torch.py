@@ -38,17 +38,18 @@ def run_torch(module, x, R, *args, **kwargs):
 
 def mha_pairs(ours: MultiheadAttention, attn, prefix: str = "") -> dict[str, "torch.Tensor"]:
     """Our param name -> the torch parameter holding it (transposed, for weights)."""
-    return {f"{prefix}0.W": attn.in_proj_weight, f"{prefix}0.b": attn.in_proj_bias,
-            f"{prefix}1.W": attn.out_proj.weight, f"{prefix}1.b": attn.out_proj.bias}
+    return {f"{prefix}qkv.W": attn.in_proj_weight, f"{prefix}qkv.b": attn.in_proj_bias,
+            f"{prefix}out.W": attn.out_proj.weight, f"{prefix}out.b": attn.out_proj.bias}
 
 
 def block_pairs(i: int, layer: "torch.nn.TransformerEncoderLayer") -> dict[str, "torch.Tensor"]:
-    """Block i of a transformer_encoder; its sublayers: norm1, attn, drop1, norm2, ffn (dense, act, drop, dense, drop)."""
-    return {f"{i}.0.gamma": layer.norm1.weight, f"{i}.0.beta": layer.norm1.bias,
-            **mha_pairs(None, layer.self_attn, f"{i}.1."),
-            f"{i}.3.gamma": layer.norm2.weight, f"{i}.3.beta": layer.norm2.bias,
-            f"{i}.4.W": layer.linear1.weight, f"{i}.4.b": layer.linear1.bias,
-            f"{i}.7.W": layer.linear2.weight, f"{i}.7.b": layer.linear2.bias}
+    """Block i of a transformer_encoder: attn, drop1, norm1, norm2, ffn (dense, act, drop, dense, drop)."""
+    b = f"blocks.{i}."
+    return {f"{b}norm1.gamma": layer.norm1.weight, f"{b}norm1.beta": layer.norm1.bias,
+            **mha_pairs(None, layer.self_attn, f"{b}attn."),
+            f"{b}norm2.gamma": layer.norm2.weight, f"{b}norm2.beta": layer.norm2.bias,
+            f"{b}ffn.0.W": layer.linear1.weight, f"{b}ffn.0.b": layer.linear1.bias,
+            f"{b}ffn.3.W": layer.linear2.weight, f"{b}ffn.3.b": layer.linear2.bias}
 
 
 def copy_params(ours, pairs: dict):
@@ -102,9 +103,9 @@ def test_patch_embed_matches_torch_strided_conv(bias):
     ty, tdx = run_torch(lambda z: conv(z).flatten(2).transpose(1, 2), x, R)  # (N, patches, D), ViT order
     np.testing.assert_allclose(y, ty, **TOL)
     np.testing.assert_allclose(dx, tdx, **TOL)
-    np.testing.assert_allclose(grads["0.W"], conv.weight.grad.numpy().reshape(5, -1).T, **TOL)
+    np.testing.assert_allclose(grads["proj.W"], conv.weight.grad.numpy().reshape(5, -1).T, **TOL)
     if bias:
-        np.testing.assert_allclose(grads["0.b"], conv.bias.grad.numpy(), **TOL)
+        np.testing.assert_allclose(grads["proj.b"], conv.bias.grad.numpy(), **TOL)
 
 
 @pytest.mark.parametrize("norm_first", [False, True])

@@ -13,7 +13,7 @@ table shows the median over the repeats, per call summed within a step.
   given (the batch, or batch x tokens for a layer applied token by token).
 - GFLOP/s: forward FLOPs / forward time; backward counts 2x the forward FLOPs
   (one product for the input gradient and one for the weight gradient).
-- params: bytes of the layer's parameters (its sublayers' included).
+- params: bytes of the layer's parameters (its children's included).
 - activations: bytes allocated by the layer's forward and still held when it
   returns (its output and what it keeps for backward), measured with
   tracemalloc on a first, untimed forward; the total is the whole network's.

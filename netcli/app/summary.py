@@ -28,17 +28,17 @@ def layer_rows(model: Model, leaves_only: bool = False) -> list[LayerRow]:
 
 
 def _rows(layer: Layer, path: str, depth: int, rows: list[LayerRow]) -> None:
-    children = layer.sublayers()
+    children = layer.children
     own = sum(int(np.prod(p.shape)) for p in layer.params.values())
     total = own + sum(int(np.prod(p.shape)) for c in _all(layer) for p in c.params.values())
     rows.append(LayerRow("  " * depth + path, layer.type_name, layer.out_shape, total,
                          layer.flops(), layer.describe(), leaf=not children or not layer.is_list))
     if layer.is_list:
-        for i, child in enumerate(children):
-            _rows(child, f"{path}.{i}", depth + 1, rows)
+        for name, child in children.items():
+            _rows(child, f"{path}.{name}", depth + 1, rows)
 
 
 def _all(layer: Layer):
-    for c in layer.sublayers():
+    for c in layer.children.values():
         yield c
         yield from _all(c)

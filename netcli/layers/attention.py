@@ -120,16 +120,10 @@ class MultiheadAttention(Layer):
             raise ShapeError(f"attention width {self.dim} is not divisible by heads {cfg.heads}")
         names = ["qkv"] if cfg.fused_qkv else ["q", "k", "v"]
         units = 3 * self.dim if cfg.fused_qkv else self.dim
-        self.proj = {n: Dense(units=units, bias=cfg.bias) for n in names}
-        self.out = Dense(units=D, bias=cfg.bias)
-        for layer in self.proj.values():
-            layer.setup((D,), self.rng, self.ctx)
-        self.out.setup((self.dim,), self.rng, self.ctx)
+        self.proj = {n: self.child(n, Dense(units=units, bias=cfg.bias), (D,)) for n in names}
+        self.out = self.child("out", Dense(units=D, bias=cfg.bias), (self.dim,))
         self._causal = causal_mask(T, B.float_dtype()) if cfg.causal else None
         return in_shape
-
-    def sublayers(self):
-        return [*self.proj.values(), self.out]
 
     def mask(self, N: int, T: int, dtype) -> np.ndarray | None:
         """The additive mask for this batch: (N or 1, 1, T, T), or None."""

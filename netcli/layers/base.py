@@ -20,6 +20,9 @@
 - ``needs_input_grad`` is cleared by the container when nothing before the
   layer learns (the first layer of a model sees only data): backward may then
   skip dL/dx and return None, and the container stops there.
+- a composite builds its children in ``build`` with ``child(name, spec,
+  in_shape)``, which names them by attribute: parameter keys are stable
+  paths (``blocks.0.attn.q.W``), a list of layers is a ``Sequential``.
 - ``grad_cases()`` lists the shapes and options the registry-wide gradient
   check runs; a layer without it fails that test.
 """
@@ -31,7 +34,7 @@ from typing import Any, ClassVar, Iterator
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
-from ..registry import register_layer  # noqa: F401  (the public decorator, re-exported)
+from ..registry import LAYERS, register_layer  # noqa: F401  (the public decorator, re-exported)
 
 
 class ShapeError(ValueError):
@@ -84,6 +87,7 @@ class Layer:
         self.out_shape: tuple[int, ...] | None = None
         self.ctx: dict[str, Any] = {}
         self.needs_input_grad = True  # set before setup by the container (see the module notes)
+        self.children: dict[str, Layer] = {}  # made by child() in build; names are parts of parameter keys
 
     # -- the contract --------------------------------------------------------
     def setup(self, in_shape: tuple[int, ...], rng: np.random.Generator,
@@ -93,6 +97,7 @@ class Layer:
         if ctx is not None:
             self.ctx = ctx
         self.in_shape = tuple(int(d) for d in in_shape)
+        self.children = {}
         self.out_shape = tuple(int(d) for d in self.build(self.in_shape))
         return self.out_shape
 
@@ -116,9 +121,21 @@ class Layer:
         self.grads[name] = np.zeros_like(value)
         return value
 
-    def sublayers(self) -> list["Layer"]:
-        """Child layers of a container (their params are the container's too)."""
-        return []
+    def child(self, name: str, layer: "Layer | LayerConfig | dict | str", in_shape: tuple[int, ...],
+              needs_input_grad: bool = True) -> "Layer":
+        """Make a child layer (from a Layer, a Config, or a spec like ``{"type": "dense", "units": 4}``),
+        build it for ``in_shape`` with this layer's generator and context, and keep it under ``name``.
+
+        ``name`` is the child's part of the checkpoint key of every parameter below it
+        (``blocks.0.attn.q.W``), so it must say what the child is, not where it sits in a list.
+        Children are built, and their parameters drawn, in the order of the calls.
+        """
+        if not isinstance(layer, Layer):
+            layer = LAYERS.build(layer)
+        layer.needs_input_grad = needs_input_grad
+        layer.setup(in_shape, self.rng, self.ctx)
+        self.children[name] = layer
+        return layer
 
     def flops(self) -> int:
         """Forward multiply-adds x2 for one sample (0 where negligible)."""
@@ -132,10 +149,10 @@ class Layer:
 
 
 def walk(layer: Layer, prefix: str = "") -> Iterator[tuple[str, Layer]]:
-    """Yield (path, layer) for a layer and all its sublayers, depth first."""
+    """Yield (path, layer) for a layer and all its children, depth first, paths joined by their names."""
     yield prefix, layer
-    for i, child in enumerate(layer.sublayers()):
-        yield from walk(child, f"{prefix}{i}.")
+    for name, child in layer.children.items():
+        yield from walk(child, f"{prefix}{name}.")
 
 
 def has_params(layer: Layer) -> bool:

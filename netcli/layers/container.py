@@ -25,20 +25,22 @@ class Sequential(Layer):
 
     is_list = True
 
-    def __init__(self, config=None, **options):
+    def __init__(self, config=None, *, of: list[Layer] | None = None, **options):
+        """From a config (the YAML's list), or ``of``: layers a composite made itself (``Sequential(of=blocks)``)."""
+        if of is not None:
+            config = self.Config.model_construct(type="sequential", layers=[])
         super().__init__(config, **options)
-        self.layers = build_layers(self.config.layers)
+        self.layers = of if of is not None else build_layers(self.config.layers)
 
     def build(self, in_shape):
         shape = in_shape
         needs_grad = self.needs_input_grad  # a layer needs dL/dx if anything before it learns
         for i, layer in enumerate(self.layers):
-            layer.needs_input_grad = needs_grad
             nxt = self.layers[i + 1] if i + 1 < len(self.layers) else None
             if hasattr(layer, "next_layer"):
                 layer.next_layer = nxt.type_name if nxt is not None else None
             try:
-                shape = layer.setup(shape, self.rng, self.ctx)
+                shape = self.child(str(i), layer, shape, needs_input_grad=needs_grad).out_shape
             except ShapeError as e:
                 if not e.path:
                     e.message = f"{layer.type_name} on input shape {shape}: {e.message}"
@@ -59,8 +61,8 @@ class Sequential(Layer):
                 break
         return dy
 
-    def sublayers(self):
-        return self.layers
+    def describe(self):
+        return ""  # its layers are rows of their own
 
     def flops(self):
         return sum(layer.flops() for layer in self.layers)

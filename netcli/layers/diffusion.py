@@ -15,8 +15,10 @@ learns its own projection of it:
   nearest-neighbour upsampling up, each level's output concatenated onto the
   way up (skip connections).
 
-They are built from the registry's conv2d, dense and activation layers, which
-do the math of their forward and backward passes.
+They are built with ``child`` from the registry's conv2d, dense and
+activation layers, which do the math of their forward and backward passes;
+parameter keys name the part (``hidden.0.W``, ``conv1.W``, ``down.1.0.time_proj.W``,
+``up.0.1.skip.W``: a U-Net level's blocks are a Sequential).
 """
 from __future__ import annotations
 
@@ -27,8 +29,8 @@ import numpy as np
 from pydantic import AfterValidator, Field, field_validator
 
 from .. import backend as B
-from ..registry import LAYERS
 from .base import GradCase, Layer, LayerConfig, ShapeError, register_layer
+from .container import Sequential
 from .conv import Conv2D
 from .dense import Dense
 
@@ -52,11 +54,6 @@ def upsample2x_backward(dy: np.ndarray) -> np.ndarray:
     """Each input pixel fed a 2x2 block of outputs: sum their gradients. (N, C, 2H, 2W) -> (N, C, H, W)."""
     n, c, h2, w2 = dy.shape
     return dy.reshape(n, c, h2 // 2, 2, w2 // 2, 2).sum(axis=(3, 5))
-
-
-def activation(name: str) -> Layer:
-    cls = LAYERS.get(name)
-    return cls(cls.Config(type=name))
 
 
 def conv(filters: int, kernel: int, stride: int = 1, init: str = "auto", next_layer: str | None = None) -> Conv2D:
@@ -109,22 +106,15 @@ class TimeMLPDenoiser(TimeConditioned):
         cfg = self.config
         self.hidden, self.time_proj, self.acts = [], [], []
         width = in_shape[0]
-        for units in cfg.units:
+        for i, units in enumerate(cfg.units):
             dense = Dense(Dense.Config(units=units))
             dense.next_layer = cfg.activation
-            dense.needs_input_grad = self.needs_input_grad or bool(self.hidden)
-            dense.setup((width,), self.rng, self.ctx)
-            proj = Dense(Dense.Config(units=units, bias=False))
-            proj.needs_input_grad = False  # the time embedding is fixed
-            proj.setup((cfg.time_dim,), self.rng, self.ctx)
-            act = activation(cfg.activation)
-            act.setup((units,), self.rng, self.ctx)
-            self.hidden.append(dense)
-            self.time_proj.append(proj)
-            self.acts.append(act)
+            self.hidden.append(self.child(f"hidden.{i}", dense, (width,), self.needs_input_grad or i > 0))
+            self.time_proj.append(self.child(f"time_proj.{i}", Dense(Dense.Config(units=units, bias=False)),
+                                             (cfg.time_dim,), needs_input_grad=False))  # the embedding is fixed
+            self.acts.append(self.child(f"act.{i}", cfg.activation, (units,)))
             width = units
-        self.out = Dense(Dense.Config(units=in_shape[0]))
-        self.out.setup((width,), self.rng, self.ctx)
+        self.out = self.child("out", Dense(Dense.Config(units=in_shape[0])), (width,))
         return in_shape
 
     def forward(self, x, training):
@@ -142,11 +132,8 @@ class TimeMLPDenoiser(TimeConditioned):
             dh = dense.backward(dz)
         return dh
 
-    def sublayers(self):
-        return [*self.hidden, *self.time_proj, *self.acts, self.out]
-
     def flops(self):
-        return sum(layer.flops() for layer in self.sublayers())
+        return sum(layer.flops() for layer in self.children.values())
 
     @classmethod
     def grad_cases(cls):
@@ -178,19 +165,13 @@ class TimeResBlock(TimeConditioned):
         cfg = self.config
         c, h, w = in_shape
         f = cfg.filters
-        self.act1, self.act2 = activation(cfg.activation), activation(cfg.activation)
-        self.conv1 = conv(f, 3, next_layer=cfg.activation)
-        self.conv2 = conv(f, 3, init="zeros" if cfg.zero_init else "auto")
-        self.time_proj = Dense(Dense.Config(units=f))
-        self.time_proj.needs_input_grad = False  # the time embedding is fixed
-        self.skip = conv(f, 1) if c != f else None
-        self.act1.setup(in_shape, self.rng, self.ctx)
-        self.conv1.setup(in_shape, self.rng, self.ctx)
-        self.time_proj.setup((cfg.time_dim,), self.rng, self.ctx)
-        self.act2.setup((f, h, w), self.rng, self.ctx)
-        self.conv2.setup((f, h, w), self.rng, self.ctx)
-        if self.skip is not None:
-            self.skip.setup(in_shape, self.rng, self.ctx)
+        self.act1 = self.child("act1", cfg.activation, in_shape)
+        self.conv1 = self.child("conv1", conv(f, 3, next_layer=cfg.activation), in_shape)
+        self.time_proj = self.child("time_proj", Dense(Dense.Config(units=f)), (cfg.time_dim,),
+                                    needs_input_grad=False)  # the time embedding is fixed
+        self.act2 = self.child("act2", cfg.activation, (f, h, w))
+        self.conv2 = self.child("conv2", conv(f, 3, init="zeros" if cfg.zero_init else "auto"), (f, h, w))
+        self.skip = self.child("skip", conv(f, 1), in_shape) if c != f else None
         return f, h, w
 
     def forward(self, x, training):
@@ -206,11 +187,8 @@ class TimeResBlock(TimeConditioned):
         dx = self.act1.backward(self.conv1.backward(dh))  # (N, C, H, W)
         return dx + (dy if self.skip is None else self.skip.backward(dy))
 
-    def sublayers(self):
-        return [self.act1, self.conv1, self.time_proj, self.act2, self.conv2] + ([self.skip] if self.skip else [])
-
     def flops(self):
-        return sum(layer.flops() for layer in self.sublayers())
+        return sum(layer.flops() for layer in self.children.values())
 
     @classmethod
     def grad_cases(cls):
@@ -269,85 +247,68 @@ class UNet(Layer):
             return TimeResBlock(TimeResBlock.Config(filters=filters, time_dim=cfg.time_dim,
                                                     activation=cfg.activation, zero_init=cfg.zero_init))
 
-        def setup(layer, shape):
-            return layer.setup(shape, self.rng, self.ctx)
+        def blocks(name, filters, n, shape):  # n residual blocks in a row, one child
+            return self.child(name, Sequential(of=[block(filters) for _ in range(n)]), shape)
 
-        self.stem = conv(cfg.base_channels, 3)
-        self.stem.needs_input_grad = self.needs_input_grad
-        shape = setup(self.stem, in_shape)
+        self.stem = self.child("stem", conv(cfg.base_channels, 3), in_shape, self.needs_input_grad)
+        shape = self.stem.out_shape
         self.down, self.downsample, kept = [], [], []
         for level, mult in enumerate(cfg.channel_mults):
-            blocks = [block(cfg.base_channels * mult) for _ in range(cfg.blocks)]
-            for b in blocks:
-                shape = setup(b, shape)
-            self.down.append(blocks)
+            self.down.append(blocks(f"down.{level}", cfg.base_channels * mult, cfg.blocks, shape))
+            shape = self.down[-1].out_shape
             kept.append(shape)
             if level < levels - 1:
-                self.downsample.append(conv(shape[0], 3, stride=2))
-                shape = setup(self.downsample[-1], shape)
-        self.mid = [block(shape[0]) for _ in range(cfg.mid_blocks)]
-        for b in self.mid:
-            shape = setup(b, shape)
+                self.downsample.append(self.child(f"downsample.{level}", conv(shape[0], 3, stride=2), shape))
+                shape = self.downsample[-1].out_shape
+        self.mid = blocks("mid", shape[0], cfg.mid_blocks, shape) if cfg.mid_blocks else None
         self.up, self.split = [None] * levels, [0] * levels
         for level in reversed(range(levels)):
             if level < levels - 1:
                 shape = (shape[0], 2 * shape[1], 2 * shape[2])
             self.split[level] = shape[0]  # channels coming from below; the kept ones follow
             shape = (shape[0] + kept[level][0], *shape[1:])
-            self.up[level] = [block(cfg.base_channels * cfg.channel_mults[level]) for _ in range(cfg.blocks)]
-            for b in self.up[level]:
-                shape = setup(b, shape)
-        self.out_act = activation(cfg.activation)
-        setup(self.out_act, shape)
-        self.out_conv = conv(cfg.out_channels or c, 3, init="zeros" if cfg.zero_init else "auto")
-        return setup(self.out_conv, shape)
+            self.up[level] = blocks(f"up.{level}", cfg.base_channels * cfg.channel_mults[level], cfg.blocks, shape)
+            shape = self.up[level].out_shape
+        self.out_act = self.child("out_act", cfg.activation, shape)
+        self.out_conv = self.child("out_conv", conv(cfg.out_channels or c, 3, init="zeros" if cfg.zero_init else "auto"),
+                                   shape)
+        return self.out_conv.out_shape
 
     def forward(self, x, training):
         h = self.stem.forward(x, training)  # (N, base, H, W)
         kept = []
-        for level, blocks in enumerate(self.down):
-            for b in blocks:
-                h = b.forward(h, training)
+        for level, down in enumerate(self.down):
+            h = down.forward(h, training)
             kept.append(h)
             if level < len(self.downsample):
                 h = self.downsample[level].forward(h, training)  # (N, C, H/2, W/2)
-        for b in self.mid:
-            h = b.forward(h, training)
+        if self.mid is not None:
+            h = self.mid.forward(h, training)
         for level in reversed(range(len(self.up))):
             if level < len(self.downsample):
                 h = upsample2x(h)
             h = np.concatenate([h, kept[level]], axis=1)  # (N, C_below + C_level, H_l, W_l)
-            for b in self.up[level]:
-                h = b.forward(h, training)
+            h = self.up[level].forward(h, training)
         return self.out_conv.forward(self.out_act.forward(h, training), training)
 
     def backward(self, dy):
         dh = self.out_act.backward(self.out_conv.backward(dy))
         dkept = [None] * len(self.up)
         for level in range(len(self.up)):
-            for b in reversed(self.up[level]):
-                dh = b.backward(dh)
+            dh = self.up[level].backward(dh)
             dh, dkept[level] = dh[:, :self.split[level]], dh[:, self.split[level]:]
             if level < len(self.downsample):
                 dh = upsample2x_backward(dh)
-        for b in reversed(self.mid):
-            dh = b.backward(dh)
+        if self.mid is not None:
+            dh = self.mid.backward(dh)
         for level in reversed(range(len(self.down))):
             if level < len(self.downsample):
                 dh = self.downsample[level].backward(dh)
-            dh = dh + dkept[level]
-            for b in reversed(self.down[level]):
-                dh = b.backward(dh)
+            dh = self.down[level].backward(dh + dkept[level])
         return self.stem.backward(dh)
 
-    def sublayers(self):
-        down = [layer for level, blocks in enumerate(self.down)
-                for layer in blocks + self.downsample[level:level + 1]]
-        up = [b for level in reversed(range(len(self.up))) for b in self.up[level]]
-        return [self.stem, *down, *self.mid, *up, self.out_act, self.out_conv]
-
     def flops(self):
-        return sum(layer.flops() for layer in self.sublayers())
+        return sum(layer.flops() for layer in self.children.values())
 
     @classmethod
     def grad_cases(cls):

@@ -39,13 +39,9 @@ class PatchEmbed(Layer):
         p = self.config.patch
         if H % p or W % p:
             raise ShapeError(f"image {H}x{W} does not split into {p}x{p} patches (H and W must be multiples of {p})")
-        self.proj = Dense(units=self.config.dim, bias=self.config.bias)
-        self.proj.setup((C * p * p,), self.rng, self.ctx)
+        self.proj = self.child("proj", Dense(units=self.config.dim, bias=self.config.bias), (C * p * p,))
         self.num_patches = (H // p) * (W // p)
         return (self.num_patches, self.config.dim)
-
-    def sublayers(self):
-        return [self.proj]
 
     def forward(self, x, training):
         N, C, H, W = x.shape

@@ -14,9 +14,11 @@ with ffn(z) = drop2(dense_D(drop(act(dense_ffn(z))))) applied to every token,
 and the same dropout rate in all four places (attention probabilities
 included). A pre-norm stack usually wants a final ``layernorm`` after it.
 
-The block is built from registered layers (dense, layernorm, dropout,
-relu/gelu, multihead_attention); everything but attention sees the tokens as
-the rows of an (N*T, D) matrix.
+The block is built from registered layers with ``child`` (attn, drop1,
+norm1, norm2, and ffn: a Sequential of dense, activation, dropout, dense,
+dropout); everything but attention sees the tokens as the rows of an
+(N*T, D) matrix. The encoder's blocks are a Sequential too, so parameter
+keys read ``blocks.0.attn.qkv.W``, ``blocks.0.ffn.3.b``.
 """
 from __future__ import annotations
 
@@ -25,9 +27,9 @@ from typing import Literal
 import numpy as np
 from pydantic import Field
 
-from ..registry import LAYERS
 from .attention import MultiheadAttention
 from .base import GradCase, Layer, LayerConfig, register_layer
+from .container import Sequential
 from .positional import sequence_shape
 
 
@@ -39,36 +41,16 @@ class EncoderBlock(Layer):
     def build(self, in_shape):
         T, D = in_shape
         cfg = self.config
-        layer = lambda name, **options: LAYERS.get(name)(**options)  # noqa: E731
-        self.attn = MultiheadAttention(heads=cfg.heads, dropout=cfg.dropout, causal=cfg.causal,
-                                       use_padding_mask=cfg.use_padding_mask)
-        self.drop1 = layer("dropout", rate=cfg.dropout)
-        self.norm1 = layer("layernorm", eps=cfg.eps)
-        self.norm2 = layer("layernorm", eps=cfg.eps)
-        self.ffn = [layer("dense", units=cfg.ffn), layer(cfg.activation),
-                    layer("dropout", rate=cfg.dropout), layer("dense", units=D),
-                    layer("dropout", rate=cfg.dropout)]
-        self.ffn[0].next_layer = cfg.activation  # He init before relu/gelu
-        self.attn.setup(in_shape, self.rng, self.ctx)
-        for sub in (self.drop1, self.norm1, self.norm2):  # the rest works token by token
-            sub.setup((D,), self.rng, self.ctx)
-        shape = (D,)
-        for sub in self.ffn:
-            shape = sub.setup(shape, self.rng, self.ctx)
+        self.attn = self.child("attn", MultiheadAttention(heads=cfg.heads, dropout=cfg.dropout, causal=cfg.causal,
+                                                          use_padding_mask=cfg.use_padding_mask), in_shape)
+        # the rest works token by token, on (N*T, D) rows
+        self.drop1 = self.child("drop1", {"type": "dropout", "rate": cfg.dropout}, (D,))
+        self.norm1 = self.child("norm1", {"type": "layernorm", "eps": cfg.eps}, (D,))
+        self.norm2 = self.child("norm2", {"type": "layernorm", "eps": cfg.eps}, (D,))
+        self.ffn = self.child("ffn", {"type": "sequential", "layers": [  # He init before relu/gelu: Sequential's
+            {"type": "dense", "units": cfg.ffn}, cfg.activation, {"type": "dropout", "rate": cfg.dropout},
+            {"type": "dense", "units": D}, {"type": "dropout", "rate": cfg.dropout}]}, (D,))
         return in_shape
-
-    def sublayers(self):
-        return [self.norm1, self.attn, self.drop1, self.norm2, *self.ffn]
-
-    def _ffn_forward(self, z, training):
-        for sub in self.ffn:
-            z = sub.forward(z, training)
-        return z
-
-    def _ffn_backward(self, dz):
-        for sub in reversed(self.ffn):
-            dz = sub.backward(dz)
-        return dz
 
     def _attn_forward(self, z, shape, training):
         a = self.attn.forward(z.reshape(shape), training)  # (N, T, D)
@@ -83,27 +65,27 @@ class EncoderBlock(Layer):
         x2 = x.reshape(N * T, D)
         if self.config.norm_first:
             h = x2 + self._attn_forward(self.norm1.forward(x2, training), x.shape, training)
-            y = h + self._ffn_forward(self.norm2.forward(h, training), training)
+            y = h + self.ffn.forward(self.norm2.forward(h, training), training)
         else:
             h = self.norm1.forward(x2 + self._attn_forward(x2, x.shape, training), training)
-            y = self.norm2.forward(h + self._ffn_forward(h, training), training)
+            y = self.norm2.forward(h + self.ffn.forward(h, training), training)
         return y.reshape(N, T, D)
 
     def backward(self, dy):
         N, T, D = dy.shape
         dy2 = dy.reshape(N * T, D)
         if self.config.norm_first:
-            dh = dy2 + self.norm2.backward(self._ffn_backward(dy2))
+            dh = dy2 + self.norm2.backward(self.ffn.backward(dy2))
             dx = dh + self.norm1.backward(self._attn_backward(dh, dy.shape))
         else:
             dz = self.norm2.backward(dy2)  # dL/d(h + ffn(h))
-            dh = self.norm1.backward(dz + self._ffn_backward(dz))  # dL/d(x + attn(x))
+            dh = self.norm1.backward(dz + self.ffn.backward(dz))  # dL/d(x + attn(x))
             dx = dh + self._attn_backward(dh, dy.shape)
         return dx.reshape(N, T, D)
 
     def flops(self):
         T, _ = self.in_shape
-        return self.attn.flops() + T * (self.ffn[0].flops() + self.ffn[3].flops())
+        return self.attn.flops() + T * self.ffn.flops()
 
 
 @register_layer("transformer_encoder")
@@ -125,26 +107,18 @@ class TransformerEncoder(Layer):
 
     def build(self, in_shape):
         sequence_shape("transformer_encoder", in_shape)
-        self.blocks = [EncoderBlock(self.config) for _ in range(self.config.blocks)]
-        for block in self.blocks:
-            block.setup(in_shape, self.rng, self.ctx)
+        blocks = [EncoderBlock(self.config) for _ in range(self.config.blocks)]
+        self.blocks = self.child("blocks", Sequential(of=blocks), in_shape, self.needs_input_grad)
         return in_shape
 
-    def sublayers(self):
-        return self.blocks
-
     def forward(self, x, training):
-        for block in self.blocks:
-            x = block.forward(x, training)
-        return x
+        return self.blocks.forward(x, training)
 
     def backward(self, dy):
-        for block in reversed(self.blocks):
-            dy = block.backward(dy)
-        return dy
+        return self.blocks.backward(dy)
 
     def flops(self):
-        return sum(block.flops() for block in self.blocks)
+        return self.blocks.flops()
 
     @classmethod
     def grad_cases(cls):
