@@ -378,6 +378,48 @@ def plot(runs_: List[Path] = typer.Argument(..., metavar="RUN...", help="run dir
     out.print(f"wrote {plot_runs(runs_, out_path or default_output(runs_), metric=metric, by=by)}")
 
 
+@app.command()
+@user_errors
+def sweep(sweep_file: Path = typer.Argument(..., metavar="SWEEP.yaml", help="sweep file: base config, space, "
+                                                                             "objective, trials, sampler, pruner"),
+          workers: int = typer.Option(1, "--workers", min=1, help="local worker processes pulling trials"),
+          storage: Optional[str] = typer.Option(None, "--storage", help="study storage shared by machines, e.g. "
+                                                "postgresql://user:pw@host/db (default: SQLite in the sweep dir)"),
+          status: bool = typer.Option(False, "--status", help="show the trials so far and write the report; "
+                                                            "run none"),
+          sweep_dir: Optional[Path] = typer.Option(None, "--sweep-dir", help="default: sweeps/<name>"),
+          runs_dir: Path = typer.Option(Path("runs"), "--runs-dir", help="where trial runs go")):
+    """Search hyperparameters with Optuna: each trial an ordinary run; rerun to resume; a report at the end."""
+    from .sweep import finish, load_sweep, run_sweep
+
+    sw = load_sweep(sweep_file, sweep_dir, runs_dir, storage)
+    code, t0 = 0, time.time()
+    if not status:
+        out.print(f"sweep {sw.name}: {sw.trials} trials, {sw.cfg.sampler} sampler, {sw.cfg.pruner.type} pruner, "
+                  f"{workers} worker(s); study in {sw.dir if storage is None else 'the --storage database'}")
+        code = run_sweep(sw, workers, say=out.print)
+    report = finish(sw)
+    table = Table("trial", "state", sw.cfg.objective.metric, "epochs", "time", *sw.cfg.space, "run / message",
+                  title=f"sweep {sw.name}: {sum(r['state'] == 'complete' for r in report['rows'])} complete, "
+                        f"{sum(r['state'] == 'pruned' for r in report['rows'])} pruned, "
+                        f"{sum(r['state'] == 'failed' for r in report['rows'])} failed")
+    for r in report["rows"]:
+        table.add_row(str(r["number"]), r["state"], _cell(r["value"]), str(r["epochs"]), _duration(r["duration_s"]),
+                      *(_cell(r["params"].get(k)) for k in sw.cfg.space), r["message"] or r["run"] or "")
+    out.print(table)
+    if report["best"]:
+        b = report["best"]
+        out.print(f"best: trial {b['number']}, {sw.cfg.objective.metric} {b['value']:.6g}; "
+                  f"config: {report['best_yaml']} (netcli train {report['best_yaml']})")
+    if report["history_png"]:
+        out.print(f"optimization history: {report['history_png']}")
+    if not status:
+        out.print(f"{'interrupted' if code == 130 else 'done'} after {_duration(time.time() - t0)}"
+                  + ("; run the same command again to resume" if code == 130 else ""))
+    if code:
+        raise typer.Exit(code)
+
+
 def _cell(v) -> str:
     if v is None:
         return "-"

@@ -10,7 +10,7 @@ the file), so a listing of 1,000 runs never reads a metrics log through.
 
 Status: ``running`` while a process holds the run's lock (with its progress from
 the last metrics line), else what summary.json says (finished, early_stopping,
-max_steps, interrupted, diverged), else ``stopped`` (the process ended without
+max_steps, interrupted, diverged, pruned), else ``stopped`` (the process ended without
 a summary: killed, or crashed).
 """
 from __future__ import annotations
@@ -37,7 +37,7 @@ class RunRecord:
     path: str                 # the run directory
     name: str                 # the config's name (runs/<name>/)
     stamp: str                # the run directory's name, <YYYYmmdd-HHMMSS>[-n]
-    status: str               # running | finished | early_stopping | max_steps | interrupted | diverged | stopped
+    status: str               # running | finished | early_stopping | max_steps | interrupted | diverged | pruned | stopped
     model: str | None         # model type
     params: int | None        # parameter count (from summary.json)
     epoch: int | None         # epochs completed

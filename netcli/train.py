@@ -160,7 +160,8 @@ class Reporter:
 
     def epoch_start(self, epoch: int, epochs: int, batches: int, start: int) -> None: ...
     def step(self, state: TrainState, metrics: dict[str, float], lr: float) -> None: ...
-    def epoch_end(self, epoch: int, metrics: dict[str, float]) -> None: ...
+    def epoch_end(self, epoch: int, metrics: dict[str, float]) -> str | None:
+        """May return why the run should stop after this epoch (a sweep's pruner: "pruned"); it becomes the status."""
     def message(self, text: str) -> None: ...
 
 
@@ -279,6 +280,7 @@ class Trainer:
         self.model_rng, self.data_rng = model_rng, data_rng
         self.log = MetricsLog(run_dir / "metrics.jsonl")
         self.stop_requested: str | None = None
+        self.stopped_by_reporter: str | None = None
         self.grads_from_output = [(f"{path}{key}", layer.type_name, g)  # backward order: output to input
                                   for name, net in exp.model.networks().items()
                                   for path, layer in walk(net, f"{name}.") for key, g in layer.grads.items()][::-1]
@@ -359,6 +361,8 @@ class Trainer:
             return "interrupted"
         if self.should_stop_early(state):
             return "early_stopping"
+        if self.stopped_by_reporter:
+            return self.stopped_by_reporter
         return None
 
     def train_step(self, state: TrainState, xb, yb) -> None:
@@ -431,7 +435,7 @@ class Trainer:
                 state.bad_epochs = 0
             else:
                 state.bad_epochs += 1
-        self.reporter.epoch_end(state.epoch, watched)
+        self.stopped_by_reporter = self.reporter.epoch_end(state.epoch, watched)
         state.epoch, state.batch, state.sums, state.seen, state.epoch_rng = state.epoch + 1, 0, {}, 0, None
         if improved:
             self.checkpoint(state, "best")
