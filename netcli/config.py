@@ -142,7 +142,11 @@ def absolute_paths(cfg: ExperimentConfig, base_dir: Path) -> ExperimentConfig:
     """Data file paths are relative to the config file; the resolved config keeps them absolute."""
     for name, value in cfg.data:
         if isinstance(value, Path) and not value.is_absolute():
-            setattr(cfg.data, name, (base_dir / value.expanduser()).resolve())
+            try:
+                value = value.expanduser()
+            except RuntimeError:  # ~user of no such user: the path as written, reported missing when read
+                pass
+            setattr(cfg.data, name, (base_dir / value).resolve())
     return cfg
 
 
