@@ -170,7 +170,7 @@ def bench_config(config_path: Path | str, overrides: list[str] = (), repeats: in
 def _cells(forward: list[float], backward: list[float], flops: int) -> list[str]:
     f, b = statistics.median(forward), statistics.median(backward)
     rate = lambda n, s: f"{n / s / 1e9:.1f}" if n and s > 0 else "-"  # noqa: E731
-    return [f"{f * 1e3:.3f}", f"{b * 1e3:.3f}", f"{flops:,}" if flops else "-", rate(flops, f), rate(2 * flops, b)]
+    return [f"{f * 1e3:.4g}", f"{b * 1e3:.4g}", f"{flops:,}" if flops else "-", rate(flops, f), rate(2 * flops, b)]
 
 
 def _param_bytes(layer: Layer) -> int:
