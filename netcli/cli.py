@@ -238,6 +238,35 @@ def schema(out_path: Optional[Path] = typer.Option(None, "-o", "--out", help="wr
         out.print(f"wrote {write_schema(out_path)}")
 
 
+@app.command()
+@user_errors
+def init(model: Optional[str] = typer.Option(None, "--model", help="mlp, cnn, rnn, lstm, gru, transformer, "
+                                             "autoencoder, vae or ddpm"),
+         data: Optional[str] = typer.Option(None, "--data", help="mnist, fashion_mnist, or a .csv / .npz file"),
+         target: Optional[str] = typer.Option(None, "--target", help="CSV: the column to predict"),
+         out_path: Optional[Path] = typer.Option(None, "-o", "--out", help="config file to write (default: NAME.yaml)"),
+         force: bool = typer.Option(False, "--force", help="overwrite the file if it exists")):
+    """Write a commented, valid config for a model kind and a data source (asks on a terminal for what is missing)."""
+    from .errors import UserError
+    from .init import KINDS, write_config
+
+    ask = _ask if sys.stdin.isatty() else None
+    if model is None or data is None:
+        if ask is None:
+            raise UserError("give --model (" + ", ".join(KINDS) + ") and --data (mnist, fashion_mnist, or a .csv / .npz file)")
+        model = model or ask("model kind", list(KINDS), "mlp")
+        data = data or ask("data (mnist, fashion_mnist, or a .csv / .npz path)", None, "mnist")
+    out_path = out_path or Path(f"{Path(data).stem}_{model}.yaml")
+    path = write_config(model, data, out_path, target=target, force=force, ask=ask)
+    out.print(f"wrote {path}; next: netcli validate {path} && netcli train {path}")
+
+
+def _ask(question: str, choices: Optional[List[str]], default: Optional[str]) -> str:
+    import click
+
+    return typer.prompt(question, default=default, type=click.Choice(choices) if choices else None)
+
+
 @app.command("config")
 @user_errors
 def config_(target: Path = typer.Argument(..., help="experiment YAML file or run directory"),
