@@ -258,18 +258,22 @@ def config_text(kind: str, source: str, out: Path, target: str | None = None, as
     data_extra, lead, shape = adapt(kind, info)
     name = "".join(c if c.isalnum() or c in "_.-" else "_" for c in out.stem).lstrip("_.-") or f"my_{kind}"
     batch = 64 if info.samples >= 2000 else 32
-    epochs = 5 if info.samples >= 20000 else 20
+    steps_per_epoch = max(1, math.ceil(info.samples * 0.9 / batch))
+    epochs = max(5, min(300, math.ceil(3000 / steps_per_epoch)))  # about 3,000 steps, at least 5 epochs
     lines = [f"# yaml-language-server: $schema={_schema_path(out)}",
-             f"# A {kind} on {info.describe}.",
+             f"# {'An' if kind[0] in 'aeiou' or kind == 'mlp' else 'A'} {kind} on {info.describe}.",
              f"# Written by: netcli init --model {kind} --data {source}" + (f" --target {target}" if target else ""),
              f"#   netcli validate {out.name}      # then: netcli summary {out.name}",
              f"#   netcli train {out.name}",
-             f"#   netcli eval runs/{name}" + ("        # newest run's test metrics" if kind not in GENERATIVE else ""),
+             f"#   netcli eval runs/{name}" + ("" if info.builtin else " --split val")
+             + ("        # the newest run's metrics" if kind not in GENERATIVE else ""),
              f"name: {name}", "seed: 0", "data:"]
     section = {**info.section, **data_extra, "batch_size": batch, "val_fraction": 0.1}
     notes = {**info.notes, "flatten": f"images as ({math.prod(info.shape)},) vectors",
              "as_sequence": "images as 28 steps of 28 pixels", "val_fraction": "held out to pick the best epoch"}
     lines += [_line(f"  {k}: {_flow(v)}", notes.get(k, "")) for k, v in section.items()]
+    if not info.builtin:
+        lines.append("  # test_path: test" + Path(section["path"]).suffix + "    # a held-out file of the same layout, for netcli eval")
     lines.append("model:")
     if kind in GENERATIVE:
         model = generative(kind, info, lead, shape)
