@@ -19,6 +19,7 @@ import numpy as np
 
 from . import backend as B
 from .layers.base import GradCase, Layer, named_params, walk
+from .layers.context import Context
 from .params import ParamGroup
 from .registry import LAYERS
 
@@ -97,21 +98,21 @@ def check_layer(layer_type: str, case: GradCase, seed: int = 0) -> GradReport:
     with B.dtype_scope("float64"):
         rng = np.random.default_rng(seed)
         layer = make_layer(layer_type, case.config)
-        layer.setup(case.in_shape, np.random.default_rng(seed + 1), dict(case.extra.get("ctx", {})))
+        layer.setup(case.in_shape, np.random.default_rng(seed + 1))
         shape = (case.batch, *case.in_shape)
         if case.int_high is not None:
             x = rng.integers(0, case.int_high, shape)
         else:
             x = rng.standard_normal(shape)
-        y = _forward(layer, x, case.training, seed)
+        y = _forward(layer, x, case, seed)
         R = rng.standard_normal(y.shape)
 
         def loss() -> float:
-            return float(np.sum(R * _forward(layer, x, case.training, seed)))
+            return float(np.sum(R * _forward(layer, x, case, seed)))
 
         def backward() -> dict[str, np.ndarray]:
             ParamGroup.of(named_params(layer)).zero_grad()
-            _forward(layer, x, case.training, seed)
+            _forward(layer, x, case, seed)
             dx = layer.backward(R.copy())
             grads = {f"param {n}": g.copy() for n, g in _named(layer, "grads").items()}
             if case.int_high is None:
@@ -151,9 +152,10 @@ def check_model(model_type: str, case, seed: int = 0, max_entries: int = 60) -> 
         return check_arrays(loss, backward, {n: p for n, p, _ in model.params()}, rng, max_entries)
 
 
-def _forward(layer: Layer, x: np.ndarray, training: bool, seed: int) -> np.ndarray:
+def _forward(layer: Layer, x: np.ndarray, case: GradCase, seed: int) -> np.ndarray:
+    """One forward pass with the same random draws, and a fresh batch Context from the case's ``extra["ctx"]``."""
     reseed(layer, seed + 2)
-    return layer.forward(x, training)
+    return layer.call(x, case.training, Context(**case.extra.get("ctx", {})))
 
 
 def _named(layer: Layer, attr: str) -> dict[str, np.ndarray]:
@@ -183,15 +185,15 @@ def layer_contract(layer_type: str, case: GradCase, seed: int = 0) -> dict[str, 
     with B.dtype_scope("float64"):
         rng = np.random.default_rng(seed)
         layer = make_layer(layer_type, case.config)
-        layer.setup(case.in_shape, np.random.default_rng(seed + 1), dict(case.extra.get("ctx", {})))
+        layer.setup(case.in_shape, np.random.default_rng(seed + 1))
         shape = (case.batch, *case.in_shape)
         x = rng.integers(0, case.int_high, shape) if case.int_high is not None else rng.standard_normal(shape)
         x0 = x.copy()
-        y = _forward(layer, x, case.training, seed)
+        y = _forward(layer, x, case, seed)
         R = rng.standard_normal(y.shape)
         layer.backward(R.copy())
         once = {n: g.copy() for n, g in _named(layer, "grads").items()}
-        _forward(layer, x, case.training, seed)
+        _forward(layer, x, case, seed)
         layer.backward(R.copy())
         twice = _named(layer, "grads")
         result = {"input untouched": bool(np.array_equal(x, x0))}

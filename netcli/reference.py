@@ -155,7 +155,7 @@ def _shape(kind: str, cls) -> str:
     if kind == "losses":
         return f"prediction {case.pred_shape}, target: {case.target}{with_} -> a scalar"
     layer = cls(cls.Config(type=cls.type_name, **case.config))
-    out = layer.setup(case.in_shape, np.random.default_rng(0), dict(case.extra.get("ctx", {})))
+    out = layer.setup(case.in_shape, np.random.default_rng(0))
     return f"{tuple(case.in_shape)} -> {tuple(out)}{with_}"
 
 

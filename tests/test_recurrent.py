@@ -8,6 +8,7 @@ from pydantic import ValidationError
 from netcli import backend as B
 from netcli.gradcheck import check_arrays
 from netcli.layers.base import ShapeError
+from netcli.layers.context import Context
 from netcli.layers.embedding import Embedding
 from netcli.layers.recurrent import (GRU, LSTM, RNN, gru_backward, gru_forward, lstm_backward, lstm_forward,
                                      rnn_backward, rnn_forward)
@@ -181,13 +182,13 @@ def test_embedding_lookup_and_scatter_add_gradient(rng):
 
 
 def test_embedding_padding_row_zero_frozen_and_masked(rng):
-    ctx = {}
+    ctx = Context()
     layer = Embedding(vocab_size=5, dim=4, padding_idx=2)
-    layer.setup((3,), rng, ctx)
+    layer.setup((3,), rng)
     assert not layer.params["weight"][2].any() and layer.params["weight"][[0, 1, 3, 4]].all()
     tokens = np.array([[2, 1, 2], [3, 2, 4]])
-    y = layer.forward(tokens, training=True)
-    np.testing.assert_array_equal(ctx["key_padding_mask"], tokens == 2)
+    y = layer.forward(tokens, True, ctx)
+    np.testing.assert_array_equal(ctx.key_padding_mask, tokens == 2)
     layer.backward(np.ones_like(y))
     assert not layer.grads["weight"][2].any()
     np.testing.assert_array_equal(layer.grads["weight"][:, 0], [0, 1, 0, 1, 1])

@@ -6,6 +6,7 @@ from netcli import backend as B
 from netcli.gradcheck import check_arrays
 from netcli.layers.attention import MultiheadAttention, attention_backward, attention_forward
 from netcli.layers.base import ShapeError
+from netcli.layers.context import Context
 from netcli.layers.patches import ClassToken, MeanPool, PatchEmbed
 from netcli.layers.positional import LearnedPosition, SinusoidalPosition
 from netcli.layers.transformer import TransformerEncoder
@@ -76,39 +77,44 @@ def test_attention_dropout_zeroes_and_rescales_probabilities(rng):
     assert np.all(pd[drop == 0] == 0)
 
 
-def mha(rng_seed=1, ctx=None, **options):
+def mha(rng_seed=1, **options):
     with B.dtype_scope("float64"):
         layer = MultiheadAttention(**{"heads": 2, **options})
-        layer.setup((6, 4), np.random.default_rng(rng_seed), ctx)
+        layer.setup((6, 4), np.random.default_rng(rng_seed))
     return layer
 
 
 def test_masked_keys_get_exactly_zero_attention(rng):
     pad = np.array([[0, 0, 0, 0, 1, 1], [0, 0, 0, 0, 0, 0]], dtype=bool)
-    layer = mha(ctx={"key_padding_mask": pad}, causal=True)
+    layer = mha(causal=True)
     x = rng.standard_normal((2, 6, 4))
-    y = layer.forward(x, training=True)
+    y = layer.forward(x, True, Context(key_padding_mask=pad))
     p = np.concatenate([cache[3] for cache in layer.caches])  # (N, H, T, T) attention probabilities, all chunks
     blocked = pad[:, None, None, :] | np.triu(np.ones((6, 6), bool), 1)
     assert np.all(p[np.broadcast_to(blocked, p.shape)] == 0)
     np.testing.assert_allclose(p.sum(-1), 1)
     x2 = x.copy()
     x2[0, 4:] = rng.standard_normal((2, 4))  # new padding tokens change nothing the real ones see
-    np.testing.assert_array_equal(layer.forward(x2, training=True)[0, :4], y[0, :4])
+    np.testing.assert_array_equal(layer.forward(x2, True, Context(key_padding_mask=pad))[0, :4], y[0, :4])
 
 
 def test_fully_masked_queries_give_zeros_not_nan(rng):
     pad = np.ones((2, 6), dtype=bool)
-    layer = mha(ctx={"key_padding_mask": pad})
-    y = layer.forward(rng.standard_normal((2, 6, 4)), training=True)
+    layer = mha()
+    y = layer.forward(rng.standard_normal((2, 6, 4)), True, Context(key_padding_mask=pad))
     np.testing.assert_allclose(y, np.broadcast_to(layer.out.params["b"], y.shape))  # only the output bias
     assert np.all(np.isfinite(layer.backward(np.ones_like(y))))
 
 
 def test_padding_mask_shape_mismatch_is_an_error(rng):
-    layer = mha(ctx={"key_padding_mask": np.zeros((3, 6), dtype=bool)})
-    with pytest.raises(ValueError, match="key_padding_mask"):
-        layer.forward(rng.standard_normal((2, 6, 4)), training=True)
+    """The one shape check (Context.padding) names the reader; a mask is never silently dropped."""
+    layer = mha()
+    with pytest.raises(ValueError, match=r"multihead_attention: key_padding_mask has shape \(3, 6\), the sequence is \(2, 6\)"):
+        layer.forward(rng.standard_normal((2, 6, 4)), True, Context(key_padding_mask=np.zeros((3, 6), dtype=bool)))
+    with pytest.raises(ValueError, match=r"mean_pool: key_padding_mask has shape \(2, 5\)"):
+        pool = MeanPool()
+        pool.setup((6, 4), None)
+        pool.forward(rng.standard_normal((2, 6, 4)), True, Context(key_padding_mask=np.zeros((2, 5), dtype=bool)))
 
 
 def assert_causal(layer, rng, shape):
@@ -211,17 +217,16 @@ def test_patch_embed_shapes_and_errors():
 
 def test_class_token_extends_the_padding_mask_and_pools_respect_it(rng):
     pad = np.array([[0, 0, 1], [0, 0, 0]], dtype=bool)
-    ctx = {"key_padding_mask": pad}
+    ctx = Context(key_padding_mask=pad)
     token, pool = ClassToken(), MeanPool()
-    token.setup((3, 2), np.random.default_rng(0), ctx)
-    pool.setup((4, 2), np.random.default_rng(0), ctx)
+    token.setup((3, 2), np.random.default_rng(0))
+    pool.setup((4, 2), np.random.default_rng(0))
     x = rng.standard_normal((2, 3, 2))
-    y = token.forward(x, True)
+    y = token.forward(x, True, ctx)
     np.testing.assert_array_equal(y[:, 0], np.broadcast_to(token.params["token"], (2, 2)))
-    np.testing.assert_array_equal(ctx["key_padding_mask"], [[0, 0, 0, 1], [0, 0, 0, 0]])
-    token.forward(x, True)  # the mask already has the token's column: unchanged
-    assert ctx["key_padding_mask"].shape == (2, 4)
-    pooled = pool.forward(y, True)
+    np.testing.assert_array_equal(ctx.padding(2, 4, "test"), [[0, 0, 0, 1], [0, 0, 0, 0]])
+    assert ctx.key_padding_mask is pad  # written once; the token is counted, not written into it
+    pooled = pool.forward(y, True, ctx)
     np.testing.assert_allclose(pooled[0], y[0, :3].mean(0))
     np.testing.assert_allclose(pooled[1], y[1].mean(0))
 
@@ -240,23 +245,22 @@ def test_select_token_and_unmasked_mean_pool(rng):
 def test_padding_changes_nothing_end_to_end():
     """embedding(padding_idx) -> positions -> class token -> encoder -> pools: a padded sequence
     gives the same outputs as the same tokens without the padding."""
-    ctx: dict = {}
     specs = [("embedding", {"vocab_size": 10, "dim": 8, "padding_idx": 0}), ("sinusoidal_position", {}),
              ("class_token", {}), ("transformer_encoder", {"blocks": 2, "heads": 2, "ffn": 16, "dropout": 0.0})]
     with B.dtype_scope("float64"):
         layers, shape = [], (5,)
         for name, options in specs:
             layers.append(LAYERS.get(name)(**options))
-            shape = layers[-1].setup(shape, np.random.default_rng(len(layers)), ctx)
+            shape = layers[-1].setup(shape, np.random.default_rng(len(layers)))
         pool, first = MeanPool(), LAYERS.get("select_token")()
-        pool.setup(shape, None, ctx)
-        first.setup(shape, None, ctx)
+        pool.setup(shape, None)
+        first.setup(shape, None)
 
     def run(tokens):
-        h = np.array(tokens)
+        h, ctx = np.array(tokens), Context()  # the embedding writes the mask of this batch
         for layer in layers:
-            h = layer.forward(h, training=False)
-        return pool.forward(h, False), first.forward(h, False)
+            h = layer.call(h, False, ctx)
+        return pool.forward(h, False, ctx), first.forward(h, False)
 
     pooled, cls = run([[3, 4, 5, 0, 0], [1, 2, 3, 4, 5]])
     alone_pooled, alone_cls = run([[3, 4, 5]])

@@ -7,6 +7,7 @@ torch = pytest.importorskip("torch")
 from netcli import backend as B  # noqa: E402
 from netcli.layers.attention import MultiheadAttention  # noqa: E402
 from netcli.layers.base import named_params  # noqa: E402
+from netcli.layers.context import Context  # noqa: E402
 from netcli.layers.patches import PatchEmbed  # noqa: E402
 from netcli.layers.transformer import TransformerEncoder  # noqa: E402
 
@@ -19,11 +20,11 @@ def t(a):
     return torch.tensor(np.ascontiguousarray(a))
 
 
-def run(layer, x, R):
+def run(layer, x, R, ctx=None):
     """Our forward (training, no dropout) and backward with dL/dy = R; returns y, dx, grads by name."""
     for _, _, g in named_params(layer):
         g[...] = 0
-    y = layer.forward(x.copy(), training=True)
+    y = layer.call(x.copy(), True, ctx or Context())
     dx = layer.backward(R.copy())
     return y, dx, {name: g for name, _, g in named_params(layer)}
 
@@ -69,11 +70,11 @@ def assert_grads_match(ours: dict, theirs: dict):
 def test_multihead_attention_matches_torch(causal, padded):
     rng = np.random.default_rng(0)
     with B.dtype_scope("float64"):
-        ctx = {"key_padding_mask": PAD} if padded else {}
+        ctx = Context(key_padding_mask=PAD if padded else None)
         ours = MultiheadAttention(heads=H, causal=causal)
-        ours.setup((T, D), np.random.default_rng(1), ctx)
+        ours.setup((T, D), np.random.default_rng(1))
         x, R = rng.standard_normal((N, T, D)), rng.standard_normal((N, T, D))
-        y, dx, grads = run(ours, x, R)
+        y, dx, grads = run(ours, x, R, ctx)
 
     attn = torch.nn.MultiheadAttention(D, H, batch_first=True, dtype=torch.float64)
     pairs = mha_pairs(ours, attn)
@@ -117,9 +118,9 @@ def test_transformer_encoder_matches_torch(norm_first, activation, masked):
     with B.dtype_scope("float64"):
         ours = TransformerEncoder(blocks=2, heads=H, ffn=12, activation=activation, dropout=0.0,
                                   norm_first=norm_first, causal=masked)
-        ours.setup((T, D), np.random.default_rng(1), {"key_padding_mask": PAD} if masked else {})
+        ours.setup((T, D), np.random.default_rng(1))
         x, R = rng.standard_normal((N, T, D)), rng.standard_normal((N, T, D))
-        y, dx, grads = run(ours, x, R)
+        y, dx, grads = run(ours, x, R, Context(key_padding_mask=PAD if masked else None))
 
     layers = [torch.nn.TransformerEncoderLayer(D, H, 12, dropout=0.0, activation=activation, batch_first=True,
                                                norm_first=norm_first, dtype=torch.float64) for _ in range(2)]

@@ -54,10 +54,10 @@ class LayerTimes:
         forward, backward = self.layer.forward, self.layer.backward
         per_row = math.prod(self.layer.in_shape or ())
 
-        def timed_forward(x, training):
+        def timed_forward(x, training, *ctx):  # ctx: the batch Context, for a layer that takes one
             held = tracemalloc.get_traced_memory()[0] if self.trace_memory else 0
             start = time.perf_counter()
-            y = forward(x, training)
+            y = forward(x, training, *ctx)
             self.forward_now += time.perf_counter() - start
             if self.trace_memory:
                 self.activation_bytes += tracemalloc.get_traced_memory()[0] - held

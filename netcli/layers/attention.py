@@ -18,6 +18,7 @@ from pydantic import Field
 
 from .. import backend as B
 from .base import GradCase, Layer, LayerConfig, ShapeError, register_layer
+from .context import Context
 from .dense import Dense
 
 
@@ -108,7 +109,9 @@ class MultiheadAttention(Layer):
         dropout: float = Field(0.0, ge=0, lt=1, description="dropout rate on the attention probabilities (training)")
         causal: bool = Field(False, description="position t attends to positions <= t only")
         use_padding_mask: bool = Field(
-            True, description="ignore keys marked in ctx['key_padding_mask'] ((N, T) bool, True = padding) if present")
+            True, description="ignore keys marked in the batch's key padding mask ((N, T) bool, True = padding) if any")
+
+    uses_context = True
 
     def build(self, in_shape):
         if len(in_shape) != 2:
@@ -125,18 +128,17 @@ class MultiheadAttention(Layer):
         self._causal = causal_mask(T, B.float_dtype()) if cfg.causal else None
         return in_shape
 
-    def mask(self, N: int, T: int, dtype) -> np.ndarray | None:
+    def mask(self, N: int, T: int, dtype, ctx: Context) -> np.ndarray | None:
         """The additive mask for this batch: (N or 1, 1, T, T), or None."""
         mask = None if self._causal is None else self._causal[:T, :T].astype(dtype, copy=False)  # (T, T)
-        pad = self.ctx.get("key_padding_mask") if self.config.use_padding_mask else None
+        pad = ctx.padding(N, T, self.type_name) if self.config.use_padding_mask else None
         if pad is not None:
-            if pad.shape != (N, T):
-                raise ValueError(f"key_padding_mask has shape {pad.shape}, the attention input is ({N}, {T}, ...)")
             pad = additive_mask(pad, dtype)[:, None, None, :]  # (N, 1, 1, T)
             mask = pad if mask is None else pad + mask
         return mask
 
-    def forward(self, x, training):
+    def forward(self, x, training, ctx=None):
+        ctx = Context() if ctx is None else ctx
         N, T, D = x.shape
         H = self.config.heads
         dh = self.dim // H
@@ -149,7 +151,7 @@ class MultiheadAttention(Layer):
                        for n in "qkv")
         rate = self.config.dropout if training else 0.0
         o = B.empty((N, T, H, dh), dtype=x.dtype)  # heads side by side per token
-        oh, mask = o.transpose(0, 2, 1, 3), self.mask(N, T, x.dtype)  # (N, H, T, dh), (N or 1, 1, T, T)
+        oh, mask = o.transpose(0, 2, 1, 3), self.mask(N, T, x.dtype, ctx)  # (N, H, T, dh), (N or 1, 1, T, T)
 
         def chunk(s):  # samples s; a mask without a batch axis, or with one row, serves them all
             m = mask[s] if mask is not None and mask.ndim == 4 and len(mask) > 1 else mask

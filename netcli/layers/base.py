@@ -14,9 +14,10 @@
   (BatchNorm's running statistics).
 - ``Config`` is the layer's pydantic model: the YAML shape of the layer and the
   single source of truth for its options.
-- ``ctx`` is a dict shared by every layer of one model, for side inputs that
-  are not differentiated: a key-padding mask written by an Embedding and read
-  by attention, the diffusion timestep read by time-conditioned blocks.
+- side inputs of a batch that are not differentiated (a key padding mask, the
+  diffusion timesteps) travel in a typed ``Context`` (layers/context.py),
+  passed explicitly: a layer that reads one sets ``uses_context`` and takes
+  ``forward(x, training, ctx)``; ``call`` is how a container calls a child.
 - ``needs_input_grad`` is cleared by the container when nothing before the
   layer learns (the first layer of a model sees only data): backward may then
   skip dL/dx and return None, and the container stops there.
@@ -35,6 +36,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict
 
 from ..registry import LAYERS, register_layer  # noqa: F401  (the public decorator, re-exported)
+from .context import Context
 
 
 class ShapeError(ValueError):
@@ -73,6 +75,7 @@ class GradCase:
 class Layer:
     Config: ClassVar[type[LayerConfig]]
     type_name: ClassVar[str]
+    uses_context: ClassVar[bool] = False  # forward(x, training, ctx): reads, writes or passes on the Context
     is_list: ClassVar[bool] = False  # a plain list of layers (Sequential): `netcli summary` shows its children
 
     def __init__(self, config: LayerConfig | None = None, **options: Any):
@@ -85,17 +88,13 @@ class Layer:
         self.rng: np.random.Generator | None = None
         self.in_shape: tuple[int, ...] | None = None
         self.out_shape: tuple[int, ...] | None = None
-        self.ctx: dict[str, Any] = {}
         self.needs_input_grad = True  # set before setup by the container (see the module notes)
         self.children: dict[str, Layer] = {}  # made by child() in build; names are parts of parameter keys
 
     # -- the contract --------------------------------------------------------
-    def setup(self, in_shape: tuple[int, ...], rng: np.random.Generator,
-              ctx: dict[str, Any] | None = None) -> tuple[int, ...]:
-        """Attach the run's generator and shared context, build from ``in_shape``, return the output shape."""
+    def setup(self, in_shape: tuple[int, ...], rng: np.random.Generator) -> tuple[int, ...]:
+        """Attach the run's generator, build from ``in_shape``, return the output shape."""
         self.rng = rng
-        if ctx is not None:
-            self.ctx = ctx
         self.in_shape = tuple(int(d) for d in in_shape)
         self.children = {}
         self.out_shape = tuple(int(d) for d in self.build(self.in_shape))
@@ -110,6 +109,10 @@ class Layer:
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
         raise NotImplementedError
+
+    def call(self, x: np.ndarray, training: bool, ctx: Context) -> np.ndarray:
+        """Forward as a container calls it: with the batch's context if the layer reads it."""
+        return self.forward(x, training, ctx) if self.uses_context else self.forward(x, training)
 
     @classmethod
     def grad_cases(cls) -> list[GradCase]:
@@ -133,7 +136,7 @@ class Layer:
         if not isinstance(layer, Layer):
             layer = LAYERS.build(layer)
         layer.needs_input_grad = needs_input_grad
-        layer.setup(in_shape, self.rng, self.ctx)
+        layer.setup(in_shape, self.rng)
         self.children[name] = layer
         return layer
 

@@ -6,6 +6,7 @@ from typing import Literal
 from pydantic import Field
 
 from .base import GradCase, Layer, LayerConfig, ShapeError, has_params, register_layer
+from .context import Context
 
 
 def build_layers(specs: list[LayerConfig]) -> list[Layer]:
@@ -24,6 +25,7 @@ class Sequential(Layer):
         layers: list["LayerSpec"] = Field(min_length=1, description="layers applied in order")  # noqa: F821
 
     is_list = True
+    uses_context = True
 
     def __init__(self, config=None, *, of: list[Layer] | None = None, **options):
         """From a config (the YAML's list), or ``of``: layers a composite made itself (``Sequential(of=blocks)``)."""
@@ -49,9 +51,11 @@ class Sequential(Layer):
             needs_grad = needs_grad or has_params(layer)
         return shape
 
-    def forward(self, x, training):
+    def forward(self, x, training, ctx=None):
+        """``ctx``: the batch's Context (a fresh empty one when the caller has none)."""
+        ctx = Context() if ctx is None else ctx
         for layer in self.layers:
-            x = layer.forward(x, training)
+            x = layer.call(x, training, ctx)
         return x
 
     def backward(self, dy):

@@ -1,7 +1,7 @@
-"""Denoisers for diffusion models: layers conditioned on the timestep ``ctx["t"]``.
+"""Denoisers for diffusion models: layers conditioned on the timesteps of their batch.
 
-The DDPM model writes the integer timesteps of a batch into the shared context
-(``ctx["t"]``, shape (N,)) before each forward pass. Every time-conditioned
+The DDPM model passes the integer timesteps of a batch (N,) in the batch's
+Context (``Context(t=t)``, layers/context.py) to each forward pass. Every time-conditioned
 layer turns them into a fixed sinusoidal embedding (nothing learned) and
 learns its own projection of it:
 
@@ -31,6 +31,7 @@ from pydantic import AfterValidator, Field, field_validator
 from .. import backend as B
 from .base import GradCase, Layer, LayerConfig, ShapeError, register_layer
 from .container import Sequential
+from .context import Context
 from .conv import Conv2D
 from .dense import Dense
 
@@ -72,15 +73,13 @@ EvenInt = Annotated[int, AfterValidator(_even)]
 
 
 class TimeConditioned(Layer):
-    """A layer that reads the timesteps ``ctx["t"]`` of its batch."""
+    """A layer that reads the timesteps of its batch from the context: forward(x, training, ctx)."""
 
-    def time_embedding(self, n: int) -> np.ndarray:
-        t = self.ctx.get("t")
-        if t is None:
-            raise RuntimeError(f"{self.type_name} needs the diffusion timestep in ctx['t'] (use it in a ddpm model)")
-        if len(t) != n:
-            raise RuntimeError(f"{self.type_name}: ctx['t'] holds {len(t)} timesteps for a batch of {n}")
-        return timestep_embedding(t, self.config.time_dim)  # (N, E)
+    uses_context = True
+
+    def time_embedding(self, n: int, ctx: Context | None) -> np.ndarray:
+        ctx = Context() if ctx is None else ctx
+        return timestep_embedding(ctx.timesteps(n, self.type_name), self.config.time_dim)  # (N, E)
 
 
 @register_layer("time_mlp_denoiser")
@@ -117,8 +116,8 @@ class TimeMLPDenoiser(TimeConditioned):
         self.out = self.child("out", Dense(Dense.Config(units=in_shape[0])), (width,))
         return in_shape
 
-    def forward(self, x, training):
-        emb = self.time_embedding(len(x))  # (N, E)
+    def forward(self, x, training, ctx=None):
+        emb = self.time_embedding(len(x), ctx)  # (N, E)
         h = x  # (N, D)
         for dense, proj, act in zip(self.hidden, self.time_proj, self.acts):
             h = act.forward(dense.forward(h, training) + proj.forward(emb, training), training)  # (N, U)
@@ -174,8 +173,8 @@ class TimeResBlock(TimeConditioned):
         self.skip = self.child("skip", conv(f, 1), in_shape) if c != f else None
         return f, h, w
 
-    def forward(self, x, training):
-        emb = self.time_embedding(len(x))  # (N, E)
+    def forward(self, x, training, ctx=None):
+        emb = self.time_embedding(len(x), ctx)  # (N, E)
         h = self.conv1.forward(self.act1.forward(x, training), training)  # (N, F, H, W)
         h = h + self.time_proj.forward(emb, training)[:, :, None, None]  # one shift per sample and channel
         h = self.conv2.forward(self.act2.forward(h, training), training)  # (N, F, H, W)
@@ -204,7 +203,7 @@ class TimeResBlock(TimeConditioned):
 
 @register_layer("unet")
 class UNet(Layer):
-    """A U-Net over (C, H, W) images predicting a (out_channels, H, W) map, conditioned on ctx["t"].
+    """A U-Net over (C, H, W) images predicting a (out_channels, H, W) map, conditioned on the context's t.
 
         stem 3x3 conv -> per level: blocks x time_res_block, keep the output, stride-2 conv (not after the last)
         -> mid_blocks x time_res_block
@@ -212,6 +211,8 @@ class UNet(Layer):
            blocks x time_res_block
         -> act -> 3x3 conv
     """
+
+    uses_context = True  # passes it on to its blocks
 
     class Config(LayerConfig):
         type: Literal["unet"] = "unet"
@@ -274,21 +275,21 @@ class UNet(Layer):
                                    shape)
         return self.out_conv.out_shape
 
-    def forward(self, x, training):
+    def forward(self, x, training, ctx=None):
         h = self.stem.forward(x, training)  # (N, base, H, W)
         kept = []
         for level, down in enumerate(self.down):
-            h = down.forward(h, training)
+            h = down.forward(h, training, ctx)
             kept.append(h)
             if level < len(self.downsample):
                 h = self.downsample[level].forward(h, training)  # (N, C, H/2, W/2)
         if self.mid is not None:
-            h = self.mid.forward(h, training)
+            h = self.mid.forward(h, training, ctx)
         for level in reversed(range(len(self.up))):
             if level < len(self.downsample):
                 h = upsample2x(h)
             h = np.concatenate([h, kept[level]], axis=1)  # (N, C_below + C_level, H_l, W_l)
-            h = self.up[level].forward(h, training)
+            h = self.up[level].forward(h, training, ctx)
         return self.out_conv.forward(self.out_act.forward(h, training), training)
 
     def backward(self, dy):

@@ -2,8 +2,9 @@
 
 The param ``weight`` (vocab_size, dim) is torch.nn.Embedding's ``weight``.
 With ``padding_idx`` set, that row starts at zero and never gets a gradient
-(as in torch), and forward writes ``ctx["key_padding_mask"]`` = (tokens ==
-padding_idx), (N, T) bool, for attention layers to read.
+(as in torch), and forward writes the batch context's key padding mask
+(tokens == padding_idx), (N, T) bool, for attention layers to read
+(layers/context.py).
 """
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ class Embedding(Layer):
         dim: int = Field(gt=0, description="embedding size D")
         padding_idx: int | None = Field(
             None, ge=0, description="token id of padding: its row stays zero, gets no gradient, and "
-                                    "marks ctx['key_padding_mask'] for attention")
+                                    "marks the batch's key padding mask for attention")
 
         @model_validator(mode="after")
         def _padding_in_vocab(self):
@@ -43,14 +44,16 @@ class Embedding(Layer):
         self.add_param("weight", weight)
         return (*in_shape, c.dim)
 
-    def forward(self, x, training):
+    uses_context = True
+
+    def forward(self, x, training, ctx=None):
         tokens = np.asarray(x).astype(np.intp, copy=False)  # (N, ...); float ids are truncated
         if tokens.size and (tokens.min() < 0 or tokens.max() >= self.config.vocab_size):
             raise ValueError(f"token ids must lie in [0, {self.config.vocab_size}), "
                              f"got [{tokens.min()}, {tokens.max()}]")
         self.tokens = tokens
-        if self.config.padding_idx is not None:
-            self.ctx["key_padding_mask"] = tokens == self.config.padding_idx  # (N, T) bool
+        if self.config.padding_idx is not None and ctx is not None:
+            ctx.set_padding(tokens == self.config.padding_idx, self.type_name)  # (N, T) bool
         return self.params["weight"][tokens]  # (N, ..., D)
 
     def backward(self, dy):

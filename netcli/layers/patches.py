@@ -72,23 +72,24 @@ class PatchEmbed(Layer):
 class ClassToken(Layer):
     """Prepend one learned token: (N, T, D) -> (N, T+1, D).
 
-    A key padding mask in ctx that matches the input length gets an unpadded
-    column in front, so attention after this layer still lines up with it.
+    The batch's key padding mask gets an unpadded column in front (the
+    context's ``prefix``), so attention after this layer still lines up with it.
     """
 
     class Config(LayerConfig):
         type: Literal["class_token"] = "class_token"
+
+    uses_context = True
 
     def build(self, in_shape):
         T, D = sequence_shape("class_token", in_shape)
         self.add_param("token", B.asarray(0.02 * self.rng.standard_normal(D)))  # (D,)
         return (T + 1, D)
 
-    def forward(self, x, training):
+    def forward(self, x, training, ctx=None):
         N, T, D = x.shape
-        pad = self.ctx.get("key_padding_mask")
-        if pad is not None and pad.shape == (N, T):
-            self.ctx["key_padding_mask"] = np.concatenate([B.zeros((N, 1), dtype=bool), pad], axis=1)
+        if ctx is not None:
+            ctx.prefix += 1
         y = B.empty((N, T + 1, D), dtype=x.dtype)
         y[:, 0] = self.params["token"]
         y[:, 1:] = x
@@ -110,15 +111,17 @@ class MeanPool(Layer):
     class Config(LayerConfig):
         type: Literal["mean_pool"] = "mean_pool"
         use_padding_mask: bool = Field(
-            True, description="average only tokens not marked in ctx['key_padding_mask'] ((N, T) bool) if present")
+            True, description="average only tokens not marked in the batch's key padding mask ((N, T) bool) if any")
+
+    uses_context = True
 
     def build(self, in_shape):
         T, D = sequence_shape("mean_pool", in_shape)
         return (D,)
 
-    def forward(self, x, training):
+    def forward(self, x, training, ctx=None):
         N, T, D = x.shape
-        pad = self.ctx.get("key_padding_mask") if self.config.use_padding_mask else None
+        pad = ctx.padding(N, T, self.type_name) if ctx is not None and self.config.use_padding_mask else None
         if pad is None:
             self.w = B.full((1, T, 1), 1 / T, dtype=x.dtype)  # (1, T, 1) equal weights
         else:

@@ -37,6 +37,7 @@ class EncoderBlock(Layer):
     """One encoder block; built by ``transformer_encoder`` from its config."""
 
     type_name = "encoder_block"
+    uses_context = True
 
     def build(self, in_shape):
         T, D = in_shape
@@ -52,22 +53,22 @@ class EncoderBlock(Layer):
             {"type": "dense", "units": D}, {"type": "dropout", "rate": cfg.dropout}]}, (D,))
         return in_shape
 
-    def _attn_forward(self, z, shape, training):
-        a = self.attn.forward(z.reshape(shape), training)  # (N, T, D)
+    def _attn_forward(self, z, shape, training, ctx):
+        a = self.attn.forward(z.reshape(shape), training, ctx)  # (N, T, D)
         return self.drop1.forward(a.reshape(z.shape), training)  # (N*T, D)
 
     def _attn_backward(self, dz, shape):
         da = self.drop1.backward(dz).reshape(shape)  # (N, T, D)
         return self.attn.backward(da).reshape(dz.shape)  # (N*T, D)
 
-    def forward(self, x, training):
+    def forward(self, x, training, ctx):
         N, T, D = x.shape
         x2 = x.reshape(N * T, D)
         if self.config.norm_first:
-            h = x2 + self._attn_forward(self.norm1.forward(x2, training), x.shape, training)
+            h = x2 + self._attn_forward(self.norm1.forward(x2, training), x.shape, training, ctx)
             y = h + self.ffn.forward(self.norm2.forward(h, training), training)
         else:
-            h = self.norm1.forward(x2 + self._attn_forward(x2, x.shape, training), training)
+            h = self.norm1.forward(x2 + self._attn_forward(x2, x.shape, training, ctx), training)
             y = self.norm2.forward(h + self.ffn.forward(h, training), training)
         return y.reshape(N, T, D)
 
@@ -102,8 +103,10 @@ class TransformerEncoder(Layer):
                                                               "branches and inside the feed-forward network)")
         norm_first: bool = Field(False, description="pre-norm (layernorm before each sub-block) instead of post-norm")
         causal: bool = Field(False, description="position t attends to positions <= t only")
-        use_padding_mask: bool = Field(True, description="ignore keys marked in ctx['key_padding_mask'] if present")
+        use_padding_mask: bool = Field(True, description="ignore keys marked in the batch's key padding mask if any")
         eps: float = Field(1e-5, gt=0, description="layernorm epsilon")
+
+    uses_context = True
 
     def build(self, in_shape):
         sequence_shape("transformer_encoder", in_shape)
@@ -111,8 +114,8 @@ class TransformerEncoder(Layer):
         self.blocks = self.child("blocks", Sequential(of=blocks), in_shape, self.needs_input_grad)
         return in_shape
 
-    def forward(self, x, training):
-        return self.blocks.forward(x, training)
+    def forward(self, x, training, ctx=None):
+        return self.blocks.forward(x, training, ctx)
 
     def backward(self, dy):
         return self.blocks.backward(dy)

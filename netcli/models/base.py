@@ -87,7 +87,6 @@ class Model:
     def __init__(self, config: ModelConfig, loss_spec: Any = None):
         self.config = config
         self.loss_spec = loss_spec
-        self.ctx: dict[str, Any] = {}
         self.rng: np.random.Generator | None = None
         self.parameters: ParamGroup = ParamGroup([])
 
@@ -161,7 +160,7 @@ class Model:
         """
         net.needs_input_grad = input_grad
         try:
-            return net.setup(in_shape, self.rng, self.ctx)
+            return net.setup(in_shape, self.rng)
         except ShapeError as e:
             if e.path[:1] == ["layers"]:
                 e.path[0] = field

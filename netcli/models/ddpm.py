@@ -6,8 +6,8 @@ beta_1..beta_T and abar_t = prod_{s<=t} (1 - beta_s) (index t = 0..T-1 here):
     x_t  = sqrt(abar_t) x0 + sqrt(1 - abar_t) eps,   eps ~ N(0, I),  t ~ U{0..T-1}
     loss = mean (denoiser(x_t, t) - eps)^2
 
-The denoiser gets t through the model's shared context, ``ctx["t"]`` (N,),
-which its time-conditioned layers embed (netcli/layers/diffusion.py).
+The denoiser gets t in the batch's context, ``Context(t=t)`` (N,), passed
+with each forward pass; its time-conditioned layers embed it (netcli/layers/diffusion.py).
 
 Sampling starts from x ~ N(0, I) and uses an exponential moving average of
 the weights (``ema_decay``), kept in a second copy of the denoiser whose
@@ -29,6 +29,7 @@ from .. import backend as B
 from ..errors import UserError
 from ..layers.base import named_params
 from ..layers.container import Sequential
+from ..layers.context import Context
 from ..losses import make_loss
 from .autoencoder import batch_rng, check_output, own_loss_only
 from .base import Model, ModelCase, ModelConfig, register_model
@@ -66,7 +67,7 @@ class DDPM(Model):
     class Config(ModelConfig):
         type: Literal["ddpm"] = "ddpm"
         denoiser: list["LayerSpec"] = Field(  # noqa: F821
-            min_length=1, description="(x_t, ctx t) -> predicted noise, in the input's shape (e.g. one unet)")
+            min_length=1, description="(x_t, t) -> predicted noise, in the input's shape (e.g. one unet)")
         timesteps: int = Field(1000, ge=2, le=100_000, description="number T of diffusion steps")
         schedule: Literal["linear", "cosine"] = Field(
             "linear", description="beta schedule: linear (Ho et al.) or cosine (Nichol & Dhariwal)")
@@ -103,7 +104,7 @@ class DDPM(Model):
         check_output("denoiser", self.setup_net("denoiser", self.net, info.input_shape), info)
         if cfg.ema_decay > 0:  # a copy whose weights follow the average; its own generator leaves self.rng alone
             self.ema_net = Sequential(Sequential.Config(layers=cfg.denoiser))
-            self.ema_net.setup(info.input_shape, np.random.default_rng(0), self.ctx)
+            self.ema_net.setup(info.input_shape, np.random.default_rng(0))
             for (_, e, _), (_, p, _) in zip(named_params(self.ema_net), named_params(self.net)):
                 e[...] = p
         else:
@@ -148,8 +149,7 @@ class DDPM(Model):
         return (np.sqrt(ab) * (2 * x - 1) + np.sqrt(1 - ab) * eps).astype(x.dtype)
 
     def noise_loss(self, net, x, t, eps, training):
-        self.ctx["t"] = t
-        pred = net.forward(self.noisy(x, t, eps), training)
+        pred = net.forward(self.noisy(x, t, eps), training, Context(t=t))
         return {"loss": self.mse.forward(pred, eps)}
 
     def draw(self, x, rng):
@@ -169,8 +169,7 @@ class DDPM(Model):
 
     # -- sampling ----------------------------------------------------------------------
     def predict_noise(self, x, t: int) -> np.ndarray:
-        self.ctx["t"] = np.full(len(x), t)
-        return self.ema_net.forward(x, training=False)
+        return self.ema_net.forward(x, False, Context(t=np.full(len(x), t)))
 
     def estimate_x0(self, x, t: int, eps):
         """x0_hat = (x_t - sqrt(1 - abar_t) eps) / sqrt(abar_t), clipped if clip_denoised."""
