@@ -57,9 +57,14 @@ class LossCase:
         return pred, target
 
 
+TARGET_TEXT = {"real": "real values", "labels": "class labels", "probs": "class probabilities",
+               "binary": "values in [0, 1]"}
+
+
 class Loss:
     Config: ClassVar[type[LossConfig]]
     type_name: ClassVar[str]
+    targets: ClassVar[tuple[TargetKind, ...]]  # the kinds of target it is defined for (a model checks its data's)
 
     def __init__(self, config: LossConfig | None = None, **options: Any):
         self.config = config if config is not None else self.Config(type=self.type_name, **options)
@@ -78,6 +83,11 @@ class Loss:
 make_loss = LOSSES.build  # (spec: name | dict | Config) -> Loss
 
 
+def losses_for(kinds) -> list[str]:
+    """Names of the registered losses defined for one of these kinds of target."""
+    return [name for name in LOSSES.names() if set(LOSSES.get(name).targets) & set(kinds)]
+
+
 def _target_like(name: str, pred: np.ndarray, target: np.ndarray) -> np.ndarray:
     """The target in pred's dtype (so float64 labels never turn a float32 backward into float64)."""
     if pred.shape != target.shape:
@@ -90,6 +100,8 @@ def _target_like(name: str, pred: np.ndarray, target: np.ndarray) -> np.ndarray:
 @register_loss("mse")
 class MSE(Loss):
     """Mean squared error, mean((pred - target)^2)."""
+
+    targets = ("real",)
 
     class Config(LossConfig):
         type: Literal["mse"] = "mse"
@@ -111,6 +123,8 @@ class MSE(Loss):
 class MAE(Loss):
     """Mean absolute error (L1), mean(|pred - target|); the gradient at a tie is 0, as in PyTorch."""
 
+    targets = ("real",)
+
     class Config(LossConfig):
         type: Literal["mae"] = "mae"
 
@@ -130,6 +144,8 @@ class MAE(Loss):
 @register_loss("huber")
 class Huber(Loss):
     """Huber loss: quadratic for |pred - target| <= delta, linear beyond (PyTorch's huber_loss)."""
+
+    targets = ("real",)
 
     class Config(LossConfig):
         type: Literal["huber"] = "huber"
@@ -163,6 +179,8 @@ class CrossEntropy(Loss):
     pred's shape. With label smoothing e the target becomes (1 - e) q + e / C.
     Labels equal to ``ignore_index`` add nothing and are left out of the mean.
     """
+
+    targets = ("labels", "probs")
 
     class Config(LossConfig):
         type: Literal["cross_entropy"] = "cross_entropy"
@@ -248,6 +266,8 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
 @register_loss("binary_cross_entropy")
 class BinaryCrossEntropy(Loss):
     """Sigmoid cross-entropy on logits, stable form max(x, 0) - x y + log(1 + exp(-|x|))."""
+
+    targets = ("binary", "probs")
 
     class Config(LossConfig):
         type: Literal["binary_cross_entropy"] = "binary_cross_entropy"

@@ -34,7 +34,7 @@ from .config import ExperimentConfig, config_from_dict, differing_keys, dump_con
 from .data import DataInfo, load_data
 from .errors import CheckpointError, ConfigError, RunError, UserError
 from .layers.base import ShapeError, walk
-from .models.base import Model
+from .models.base import LossError, Model
 from .optim import Optimizer
 from .registry import MODELS, OPTIMIZERS
 from .runs import (MetricsLog, append_text, assign_arrays, find_run, load_checkpoint, new_run_dir,
@@ -80,6 +80,10 @@ def build_experiment(cfg: ExperimentConfig, base_dir: Path | None = None, progre
         raise ConfigError([f"{where('data')}: no training samples ({len(splits.val_x)} of {len(splits.val_x)} "
                            f"went to validation with val_fraction {cfg.data.val_fraction})"])
     model = build_model(cfg, splits.info(), where)
+    try:  # the loss against the data's targets (a model built from a checkpoint's description has none)
+        model.check_targets(splits.train_y)
+    except LossError as e:
+        raise ConfigError([f"{where('loss')}: {e}"]) from None
     optimizers = {name: OPTIMIZERS.build(cfg.optimizer, model.parameters.subset(f"{net}." for net in nets))
                   for name, nets in model.optimizers().items()}
     steps_per_epoch = math.ceil(len(splits.train_x) / cfg.data.batch_size)
@@ -100,6 +104,8 @@ def build_model(cfg: ExperimentConfig, info: DataInfo, where=lambda *key: ".".jo
         model.setup(info, B.make_rng(cfg.seed))
     except ShapeError as e:
         raise ConfigError([f"{where('model', *e.path)}: {e.message}"]) from None
+    except LossError as e:
+        raise ConfigError([f"{where('loss')}: {e}"]) from None
     except MemoryError as e:  # numpy refuses an array larger than memory before touching any of it
         raise ConfigError([f"{where('model')}: the parameters do not fit in memory ({e}); make the layers smaller"]) \
             from None

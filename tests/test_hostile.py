@@ -183,6 +183,55 @@ def test_set_overrides_that_make_no_sense(tiny):
         assert_clean_error(invoke("validate", tiny / "tiny.yaml", "--set", item), fragment)
 
 
+REGRESSOR = """\
+name: reg
+data: {dataset: npz, path: reg.npz, batch_size: 8}
+model:
+  type: regressor
+  layers: [flatten, {type: dense, units: 1}]
+loss: cross_entropy
+optimizer: {type: adam, lr: 0.01}
+"""
+
+
+@pytest.mark.parametrize("model, loss, fragment", [
+    ("classifier", "mse", "mse needs targets that are real values, but this classifier's are class labels; "
+                          "use cross_entropy"),
+    ("classifier", "mae", "mae needs targets that are real values"),
+    ("classifier", "{type: huber, delta: 2}", "huber needs targets that are real values"),
+    ("classifier", "binary_cross_entropy", "binary_cross_entropy needs targets that are values in [0, 1] or class "
+                                           "probabilities, but this classifier's are class labels"),
+    ("regressor", "cross_entropy", "cross_entropy needs targets that are class labels or class probabilities, but "
+                                   "this regressor's are real values; use huber or mae or mse"),
+    ("regressor", "binary_cross_entropy", "binary_cross_entropy needs targets that are values in [0, 1]"),
+])
+def test_a_loss_that_does_not_fit_the_model_is_refused_at_its_key(tiny, model, loss, fragment):
+    """Checked when the experiment is built (validate and train alike): no run folder, the line of `loss:`."""
+    rng = np.random.default_rng(0)
+    np.savez(tiny / "reg.npz", x=rng.normal(size=(40, 3)).astype(np.float32), y=rng.normal(size=40) * 5)
+    text = TINY + f"loss: {loss}\n" if model == "classifier" else REGRESSOR.replace("cross_entropy", loss)
+    line = text.splitlines().index(f"loss: {loss}") + 1
+    check_both(tiny, text, f"bad.yaml:{line}: loss: {fragment}")
+    assert not (tiny / "runs").exists()
+
+
+def test_a_regressor_may_use_bce_on_targets_in_0_1_and_cross_entropy_on_rows_of_probabilities(tiny):
+    rng = np.random.default_rng(0)
+    p = rng.dirichlet(np.ones(3), 40)
+    for y, loss in ((p[:, :1], "binary_cross_entropy"), (p, "cross_entropy")):
+        np.savez(tiny / "reg.npz", x=rng.normal(size=(40, 3)).astype(np.float32), y=y)
+        text = REGRESSOR.replace("units: 1", f"units: {y.shape[1]}").replace("cross_entropy", loss)
+        assert invoke("validate", config(tiny, text)).exit_code == 0, loss
+
+
+def test_a_generative_model_refuses_a_top_level_loss_at_its_key(tiny):
+    text = (Path(netcli.__file__).parent.parent / "configs" / "mnist_autoencoder.yaml").read_text()
+    text = text.replace("\noptimizer:", "\nloss: mse\noptimizer:", 1)
+    line = text.splitlines().index("loss: mse") + 1
+    r = invoke("validate", config(tiny, text))
+    assert_clean_error(r, f"bad.yaml:{line}: loss: model type 'autoencoder' defines its own loss")
+
+
 # -- data files ----------------------------------------------------------------------------------------
 
 

@@ -14,17 +14,16 @@ from typing import Literal
 import numpy as np
 from pydantic import Field
 
-from ..errors import UserError
 from ..layers.base import ShapeError
 from ..layers.container import Sequential
 from ..losses import make_loss
-from .base import Model, ModelCase, ModelConfig, register_model
+from .base import LossError, Model, ModelCase, ModelConfig, register_model
 
 
 def own_loss_only(model: Model, where: str) -> None:
     """Generative models define their loss; a top-level ``loss:`` would be silently ignored, so refuse it."""
     if model.loss_spec is not None:
-        raise UserError(f"model type '{model.type_name}' defines its own loss ({where}); remove the top-level 'loss:'")
+        raise LossError(f"model type '{model.type_name}' defines its own loss ({where}); remove the top-level 'loss:'")
 
 
 def check_output(field: str, out: tuple, info) -> None:

@@ -2,6 +2,7 @@
 
     model = MODELS.build(cfg.model, cfg.loss)
     model.setup(info, rng)              # info: input_shape, target_shape, num_classes (a data Splits)
+    model.check_targets(train_y)        # LossError when the loss does not fit the data's targets
     model.optimizers()                  # {"main": ("net",)}: each named optimizer and the networks it updates
     metrics = model.train_step(x, y, step)   # gradients, then step(name, loss) per optimizer, in order
     metrics = model.train_batch(x, y)   # (one-optimizer models) forward + loss + backward; grads accumulate
@@ -62,6 +63,10 @@ class ModelCase:
         return x, np.zeros(self.batch)
 
 
+class LossError(ValueError):
+    """A loss that does not fit the model or its data; reported at the config's ``loss`` key."""
+
+
 class ModelConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     type: str
@@ -98,6 +103,10 @@ class Model:
 
     def build(self, info) -> None:
         raise NotImplementedError
+
+    def check_targets(self, y: np.ndarray) -> None:
+        """Refuse (LossError) a loss that does not fit the training targets ``y``; a model whose loss is
+        its own has nothing to check. Called where the data is at hand (build_experiment), not by setup."""
 
     def networks(self) -> dict[str, Layer]:
         """The named root layers; parameter names are prefixed with these names."""

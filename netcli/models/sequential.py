@@ -10,8 +10,8 @@ from ..errors import UserError
 from ..layers.base import ShapeError
 from ..layers.container import Sequential
 from ..layers.dense import Dense
-from ..losses import make_loss
-from .base import Model, ModelCase, ModelConfig, register_model
+from ..losses import TARGET_TEXT, losses_for, make_loss
+from .base import LossError, Model, ModelCase, ModelConfig, register_model
 
 
 class _Supervised(Model):
@@ -24,6 +24,15 @@ class _Supervised(Model):
         self.check_output(out, info)
         self.num_classes = info.num_classes
         self.loss = make_loss(self.loss_spec or self.default_loss)
+
+    def check_targets(self, y):
+        """Refuse a loss that is not defined for these targets' kinds (the most general first): it would
+        crash in the first step, or train on nonsense (cross_entropy over one output is always 0)."""
+        kinds = self.target_kinds(y)
+        if not set(self.loss.targets) & set(kinds):
+            takes = " or ".join(TARGET_TEXT[k] for k in self.loss.targets)
+            raise LossError(f"{self.loss.type_name} needs targets that are {takes}, but this {self.type_name}'s "
+                            f"are {TARGET_TEXT[kinds[0]]}; use {' or '.join(losses_for(kinds))}")
 
     def networks(self):
         return {"net": self.net}
@@ -60,6 +69,9 @@ class Classifier(_Supervised):
         tokens = [{"type": "dense", "units": 4}, "relu", {"type": "dense", "units": 3}]
         return [ModelCase({"layers": mlp}, (4,), "labels", num_classes=3),
                 ModelCase({"layers": tokens}, (5, 2), "labels", (5,), num_classes=3, note="per-token labels")]
+
+    def target_kinds(self, y):
+        return ("labels",)  # of info.target_shape; check_output asks for logits of num_classes
 
     def check_output(self, out, info):
         expect = (*info.target_shape, info.num_classes)
@@ -119,6 +131,15 @@ class Regressor(_Supervised):
     def grad_cases(cls):
         return [ModelCase({"layers": [{"type": "dense", "units": 5}, "tanh", {"type": "dense", "units": 3}]},
                           (4,), "values", (3,))]
+
+    def target_kinds(self, y):
+        """Real values; also values in [0, 1] and rows of probabilities (of 2 or more) where they are."""
+        kinds = ("real",)
+        if y.size and y.min() >= 0 and y.max() <= 1:
+            kinds += ("binary",)
+            if y.ndim > 1 and y.shape[-1] > 1 and np.allclose(y.sum(-1), 1, atol=1e-4):
+                kinds += ("probs",)
+        return kinds
 
     def check_output(self, out, info):
         if tuple(out) != tuple(info.target_shape):
