@@ -180,6 +180,23 @@ def test_idx_bad_files(idx_files):
         load(dataset="idx", images="img.gz", labels="img.gz", base_dir=root)
 
 
+@pytest.mark.parametrize("what, data, match", [
+    # 4 sizes of 2**16: their product is 2**64, which wraps to 0 in int64 and matched an empty body
+    ("sizes whose product overflows", bytes([0, 0, 8, 4]) + np.full(4, 2**16, ">u4").tobytes(),
+     r"IDX header says \(65536, 65536, 65536, 65536\) \(18446744073709551636 bytes\) but the file has 20 bytes"),
+    ("sizes whose product overflows, with a body", bytes([0, 0, 8, 3]) + np.array([2**32 - 1] * 3, ">u4").tobytes()
+     + bytes(8), "the file is truncated or corrupt"),
+    ("0 dimensions", bytes([0, 0, 8, 0, 7]), r"not an IDX file \(0 dimensions"),
+    ("0 dimensions, gzipped", gzip.compress(bytes([0, 0, 0x0D, 0]) + bytes(4)), r"not an IDX file \(0 dimensions"),
+])
+def test_invalid_idx_files_are_refused_by_name(tmp_path, idx_files, what, data, match):
+    root, _, _ = idx_files
+    (root / "bad").write_bytes(data)
+    for images, labels in (("bad", "lab"), ("img.gz", "bad")):
+        with pytest.raises(DataError, match=rf"/bad: .*{match}"):
+            load(dataset="idx", images=images, labels=labels, base_dir=root)
+
+
 # -- configs --------------------------------------------------------------------------
 @pytest.mark.parametrize("data, match", [
     ({"dataset": "mnist", "flaten": True}, "Extra inputs are not permitted"),

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import gzip
+import math
 import zlib
 from pathlib import Path
 
@@ -26,11 +27,13 @@ def parse_idx(data: bytes, name: str = "<bytes>") -> np.ndarray:
     if len(data) < 4 or data[:2] != b"\0\0" or data[2] not in DTYPES:
         raise DataError(f"{name}: not an IDX file (bad magic number {data[:4].hex()})")
     dtype, ndim = np.dtype(DTYPES[data[2]]), data[3]
+    if ndim == 0:
+        raise DataError(f"{name}: not an IDX file (0 dimensions; an IDX array has at least one)")
     header = 4 + 4 * ndim
     if len(data) < header:
         raise DataError(f"{name}: IDX header is cut short")
     shape = tuple(int(d) for d in np.frombuffer(data, ">u4", count=ndim, offset=4))
-    expected = header + int(np.prod(shape)) * dtype.itemsize
+    expected = header + math.prod(shape) * dtype.itemsize  # Python ints: a product of sizes cannot wrap to 0
     if len(data) != expected:
         raise DataError(f"{name}: IDX header says {shape} ({expected} bytes) but the file has {len(data)} bytes;"
                         " the file is truncated or corrupt, download it again")
