@@ -23,10 +23,11 @@ def atomic_file(path: Path, mode: str = "wb", perms: int | None = None) -> Itera
     A process killed meanwhile leaves a ``.NAME.*.tmp`` file that nothing reads (remove_temp_files).
     """
     path = Path(path)
+    kept = "the previous version is kept" if path.exists() else "nothing was written"
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     except OSError as e:
-        raise RunError(f"{path}: cannot write ({e.strerror or e})") from None
+        raise RunError(f"{path}: cannot write ({e.strerror or e}); {kept}") from None
     try:
         with os.fdopen(fd, mode) as f:
             yield f
@@ -38,5 +39,5 @@ def atomic_file(path: Path, mode: str = "wb", perms: int | None = None) -> Itera
     except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
         if isinstance(e, OSError):
-            raise RunError(f"{path}: cannot write ({e.strerror or e}); the previous version is kept") from None
+            raise RunError(f"{path}: cannot write ({e.strerror or e}); {kept}") from None
         raise

@@ -28,7 +28,7 @@ import re
 import socket
 import time
 import zipfile
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -48,7 +48,11 @@ CHECKPOINT_FORMAT = f"netcli-checkpoint/{CHECKPOINT_VERSION}"
 def remove_temp_files(run_dir: Path) -> None:
     """Delete the temporary files of writes that a killed process never finished."""
     for tmp in [*Path(run_dir).glob(".*.tmp"), *Path(run_dir).glob("*/.*.tmp")]:
-        tmp.unlink(missing_ok=True)
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError as e:
+            raise RunError(f"{tmp}: cannot remove this temporary file of an unfinished write "
+                           f"({e.strerror or e})") from None
 
 
 def write_text(path: Path, text: str) -> None:
@@ -79,23 +83,35 @@ def _json_default(o):
 # -- run directories ---------------------------------------------------------------
 
 
-def new_run_dir(runs_root: Path, name: str) -> Path:
-    """Make runs_root/name/<timestamp>[-n]; mkdir is atomic, so two runs in one second get -1, -2..."""
+def new_run_dir(runs_root: Path, name: str, config_text: str) -> Path:
+    """Make runs_root/name/<timestamp>[-n] holding config.yaml; mkdir is atomic, so two runs in one second get
+    -1, -2... A config.yaml that cannot be written (a full disk) takes the new directory away with it."""
     parent = Path(runs_root) / name
     stamp = time.strftime("%Y%m%d-%H%M%S")
     try:
         parent.mkdir(parents=True, exist_ok=True)
         for n in range(1000):
             run = parent / (stamp if n == 0 else f"{stamp}-{n}")
-            try:
+            with suppress(FileExistsError):
                 run.mkdir()
-            except FileExistsError:
-                continue
-            (run / "checkpoints").mkdir()
-            return run
+                break
+        else:
+            raise RunError(f"{parent}: too many runs started in the same second")
     except OSError as e:
         raise RunError(f"{parent}: cannot create the run directory ({e.strerror or e})") from None
-    raise RunError(f"{parent}: too many runs started in the same second")
+    try:
+        try:
+            (run / "checkpoints").mkdir()
+        except OSError as e:
+            raise RunError(f"{run}: cannot create the run directory ({e.strerror or e})") from None
+        write_text(run / "config.yaml", config_text)
+    except RunError:
+        with suppress(OSError):  # it holds at most an empty checkpoints/
+            (run / "checkpoints").rmdir()
+        with suppress(OSError):
+            run.rmdir()
+        raise
+    return run
 
 
 LOCK_FILE = ".lock"

@@ -202,15 +202,15 @@ def train(cfg: ExperimentConfig | None, runs_root: Path | str = "runs", *, base_
         src = find_run(init_from)
         load_weights(_best_or_last(src), exp.model)
         reporter.message(f"initialised from {src}")
-    run_dir = new_run_dir(Path(runs_root), cfg.name)
+    run_dir = new_run_dir(Path(runs_root), cfg.name, dump_config(cfg))
     with run_lock(run_dir):
-        write_text(run_dir / "config.yaml", dump_config(cfg))
         return _run(Trainer(exp, run_dir, reporter, exp.model.rng, np.random.default_rng([cfg.seed, 1])), TrainState())
 
 
 def _resume(run_dir: Path, cfg: ExperimentConfig, source: Path | None, reporter: Reporter, base_dir: Path | None,
             data_progress, allow_config_change: bool) -> TrainResult:
     """Continue ``run_dir`` from checkpoints/last.npz with ``cfg``; the caller holds the run's lock."""
+    remove_temp_files(run_dir)  # of writes a killed process never finished; nothing else writes them now
     ckpt = run_dir / "checkpoints" / "last.npz"
     if not ckpt.exists():
         raise RunError(f"{run_dir}: no checkpoint to resume from (the run stopped before writing its first); "
@@ -224,7 +224,6 @@ def _resume(run_dir: Path, cfg: ExperimentConfig, source: Path | None, reporter:
         append_text(run_dir / "config_changes.log", f"{time.strftime('%Y-%m-%d %H:%M:%S')} step {state.step}: "
                                                      f"resumed with changes: {', '.join(changes)}\n")
         write_text(run_dir / "config.yaml", dump_config(cfg))
-    remove_temp_files(run_dir)
     MetricsLog(run_dir / "metrics.jsonl", state.log_lines).truncate()
     reporter.message(f"resuming {run_dir} at step {state.step} (epoch {state.epoch + 1})")
     return _run(Trainer(exp, run_dir, reporter, exp.model.rng, data_rng), state)

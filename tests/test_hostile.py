@@ -7,7 +7,9 @@ one that points at (or below) a regular file.
 import errno
 import io
 import json
+import os
 import re
+import tempfile
 import threading
 import time
 import zipfile
@@ -421,6 +423,101 @@ def test_a_full_disk_during_a_checkpoint_keeps_the_previous_one(tiny, monkeypatc
     assert invoke("train", "--resume", run, "--quiet").exit_code == 0
 
 
+def test_a_full_disk_before_any_checkpoint_claims_no_previous_version(tiny, monkeypatch):
+    def full(f, **arrays):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(np, "savez", full)
+    r = invoke("train", tiny / "tiny.yaml", "--runs-dir", tiny / "runs", "--quiet")
+    best = find_run(tiny / "runs" / "tiny") / "checkpoints" / "best.npz"  # the first one written
+    assert_clean_error(r, f"{best}: cannot write (No space left on device); nothing was written")
+    assert "previous version" not in r.output and not best.exists() and no_leftovers(tiny)
+
+
+def test_a_disk_full_from_the_start_leaves_no_run_folder(tiny, monkeypatch):
+    mkstemp = tempfile.mkstemp
+
+    def full(*args, **kwargs):  # config.yaml is the first file a run writes
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(tempfile, "mkstemp", full)
+    r = invoke("train", tiny / "tiny.yaml", "--runs-dir", tiny / "runs", "--quiet")
+    assert_clean_error(r, "config.yaml: cannot write (No space left on device); nothing was written")
+    assert list((tiny / "runs" / "tiny").iterdir()) == []  # no run folder without its config.yaml
+    monkeypatch.setattr(tempfile, "mkstemp", mkstemp)
+    assert invoke("train", tiny / "tiny.yaml", "--runs-dir", tiny / "runs", "--quiet").exit_code == 0
+
+
+def read_only(monkeypatch, root: Path):
+    """Writes, creations and deletions below ``root`` fail as on a read-only file system (root ignores chmod)."""
+    def refuse(path):
+        if Path(path).absolute().is_relative_to(root):
+            raise OSError(errno.EROFS, "Read-only file system", str(path))
+
+    os_open, unlink, mkstemp, mkdir = os.open, Path.unlink, tempfile.mkstemp, Path.mkdir
+
+    def open_(path, flags, *a, **k):
+        if flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT):
+            refuse(path)
+        return os_open(path, flags, *a, **k)
+
+    monkeypatch.setattr(os, "open", open_)
+    monkeypatch.setattr(Path, "unlink", lambda self, *a, **k: (refuse(self), unlink(self, *a, **k)))
+    monkeypatch.setattr(Path, "mkdir", lambda self, *a, **k: (refuse(self), mkdir(self, *a, **k)))
+    monkeypatch.setattr(os, "unlink", lambda path, *a, **k: (refuse(path), unlink(Path(path))))
+    monkeypatch.setattr(tempfile, "mkstemp", lambda *a, dir=None, **k: (refuse(dir), mkstemp(*a, dir=dir, **k))[1])
+
+
+def test_resume_on_a_read_only_file_system_with_a_stale_temporary_checkpoint(trained, monkeypatch):
+    run, _ = trained
+    (run / "checkpoints" / ".last.npz.abc.tmp").write_bytes(b"PK half a checkpoint")
+    files = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    read_only(monkeypatch, run)
+    r = invoke("train", "--resume", run, "--quiet")
+    assert_clean_error(r, f"{run / '.lock'}: cannot lock the run (Read-only file system)")
+    assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == files
+
+
+def test_a_stale_temporary_file_that_cannot_be_removed_is_named(trained, monkeypatch):
+    run, _ = trained
+    stale = run / "checkpoints" / ".last.npz.abc.tmp"
+    stale.write_bytes(b"PK half a checkpoint")
+    unlink = Path.unlink
+
+    def refuse(self, *a, **k):
+        if self == stale:
+            raise OSError(errno.EACCES, "Permission denied")
+        unlink(self, *a, **k)
+
+    monkeypatch.setattr(Path, "unlink", refuse)
+    r = invoke("train", "--resume", run, "--quiet")
+    assert_clean_error(r, f"{stale}: cannot remove this temporary file of an unfinished write (Permission denied)")
+
+
+def test_netcli_data_that_is_a_regular_file_is_one_line(tiny, monkeypatch):
+    home = tiny / "not-a-dir"
+    home.write_text("a file")
+    monkeypatch.setenv("NETCLI_DATA", str(home))
+    r = invoke("data", "fetch", "mnist")
+    assert_clean_error(r, f"{home}: the data cache is not a directory; point NETCLI_DATA at a writable directory")
+    assert home.read_text() == "a file"
+
+
+def test_a_damaged_cache_on_a_read_only_file_system_is_one_line(tiny, monkeypatch):
+    from netcli.data import cache
+
+    home = tiny / "cache"
+    monkeypatch.setenv("NETCLI_DATA", str(home))
+    monkeypatch.delitem(cache.REFERENCE_SHA256, "mnist")
+    cache.write_cache("mnist", {"train_x": np.zeros((2, 28, 28), np.uint8)}, "test")
+    (home / "mnist.npz").write_bytes(b"not a zip")
+    read_only(monkeypatch, home)
+    r = invoke("data", "fetch", "mnist")
+    assert_clean_error(r, f"{home / 'mnist.npz'}: unreadable", "cannot remove it to fetch it again "
+                       f"(Read-only file system): delete {home / 'mnist.npz'} or point NETCLI_DATA")
+    assert (home / "mnist.npz").read_bytes() == b"not a zip"
+
+
 def test_two_runs_started_in_the_same_second_get_their_own_directories(tiny, monkeypatch):
     monkeypatch.setattr(netcli.runs.time, "strftime", lambda fmt: "20240101-120000")
     for _ in range(2):
@@ -431,14 +528,12 @@ def test_two_runs_started_in_the_same_second_get_their_own_directories(tiny, mon
 
     # many at once, from threads: mkdir is atomic, so every one gets a directory of its own
     made = []
-    threads = [threading.Thread(target=lambda: made.append(new_run_dir(tiny / "many", "x"))) for _ in range(12)]
+    threads = [threading.Thread(target=lambda: made.append(new_run_dir(tiny / "many", "x", ""))) for _ in range(12)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
     assert len(set(made)) == 12
-    for d in made:
-        (d / "config.yaml").write_text("")
     assert find_run(tiny / "many" / "x").name == "20240101-120000-11"  # the newest, not "-9"
 
 

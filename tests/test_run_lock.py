@@ -73,7 +73,7 @@ def test_lock_holder_names_this_process_while_it_trains(tmp_path, monkeypatch):
 
 
 def test_the_lock_is_exclusive_within_one_process_too_and_is_released_on_errors(tmp_path):
-    run = new_run_dir(tmp_path, "x")
+    run = new_run_dir(tmp_path, "x", "")
     assert lock_holder(run) is None
     with pytest.raises(ZeroDivisionError):
         with run_lock(run):
