@@ -149,3 +149,12 @@ def test_make_loss_accepts_a_config_object():
     config = CrossEntropy.Config(label_smoothing=0.1)
     loss = make_loss(config)
     assert isinstance(loss, CrossEntropy) and loss.config is config
+
+
+def test_every_loss_says_which_targets_it_takes_and_its_grad_cases_use_those():
+    """`targets` drives the model's loss check (a classifier refuses mse); the gradient cases must agree."""
+    from netcli.losses import TARGET_TEXT
+
+    for name, cls in LOSSES.items():
+        assert cls.targets and set(cls.targets) <= set(TARGET_TEXT), name
+        assert {case.target for case in cls.grad_cases()} <= set(cls.targets), name
