@@ -11,7 +11,7 @@ import netcli.config  # noqa: F401  (registers every layer and model)
 from netcli import backend as B
 from netcli.config import config_from_dict
 from netcli.gradcheck import check_arrays
-from netcli.layers.base import named_params
+from netcli.layers.base import named_params, walk
 from netcli.models.ddpm import cosine_betas, ddim_timesteps, ema_update, linear_betas
 from netcli.app.quality import features_and_probs, frechet_distance, sample_quality
 from netcli.registry import MODELS
@@ -412,3 +412,31 @@ def test_the_real_floor_does_not_depend_on_the_sampler(runs, clf_dir):
     floors = [sample_quality(runs["ddpm"], clf_dir, n=20, steps=steps) for steps in (None, 5)]
     assert [q["sampler"] for q in floors] == ["ancestral, all steps", "DDIM, 5 steps"]
     assert len({q["metrics"]["frechet_distance_real"] for q in floors}) == 1
+
+
+def test_the_averaged_denoiser_gets_batchnorm_statistics_and_they_are_checkpointed():
+    """A batchnorm in the denoiser: its running statistics are averaged into the EMA network like the weights
+    (they stayed at mean 0 / variance 1, so validation and sampling normalised with the wrong statistics)."""
+    from netcli.train import model_arrays
+
+    config = {"type": "ddpm", "timesteps": 50, "ema_decay": 0.5,
+              "denoiser": [{"type": "batchnorm"}, {"type": "time_mlp_denoiser", "units": [8], "time_dim": 4}]}
+    model = build(config, (6,))
+    x = (np.random.default_rng(0).random((16, 6)) * 3 + 2).astype(np.float32)  # mean ~3.5: far from 0
+    (bn,) = [layer for _, layer in walk(model.net) if layer.type_name == "batchnorm"]
+    (ema_bn,) = [layer for _, layer in walk(model.ema_net) if layer.type_name == "batchnorm"]
+    expected = ema_bn.buffers["running_mean"].copy()
+    for k in range(5):
+        decay = min(0.5, (1 + k) / (10 + k))  # update_ema averages the statistics before this batch's forward
+        expected = decay * expected + (1 - decay) * bn.buffers["running_mean"]
+        model.train_batch(x, None)
+        model.parameters.zero_grad()
+    np.testing.assert_allclose(ema_bn.buffers["running_mean"], expected, rtol=1e-6)
+    assert ema_bn.buffers["running_mean"].min() > 0.5  # learnt, not the initial zeros
+    arrays = model_arrays(model)
+    assert {"buffer/denoiser_ema.0.running_mean", "buffer/denoiser_ema.0.running_var"} <= arrays.keys()
+    # a fresh model loaded from those arrays evaluates exactly as the trained one
+    fresh = build(config, (6,), seed=1)
+    for k, target in model_arrays(fresh).items():
+        target[...] = arrays[k]
+    assert fresh.eval_batch(x, None) == model.eval_batch(x, None)

@@ -11,7 +11,7 @@ with each forward pass; its time-conditioned layers embed it (netcli/layers/diff
 
 Sampling starts from x ~ N(0, I) and uses an exponential moving average of
 the weights (``ema_decay``), kept in a second copy of the denoiser whose
-parameters are checkpointed as buffers:
+parameters and batch-norm statistics (averaged too) are checkpointed as buffers:
 
 - ancestral (DDPM): every t from T-1 to 0, x_{t-1} ~ q(x_{t-1} | x_t, x0_hat)
 - DDIM (Song et al. 2021, eta = 0): a deterministic walk over ``steps`` of
@@ -27,7 +27,7 @@ from pydantic import Field, model_validator
 
 from .. import backend as B
 from ..errors import UserError
-from ..layers.base import named_params
+from ..layers.base import named_buffers, named_params
 from ..layers.container import Sequential
 from ..layers.context import Context
 from ..losses import make_loss
@@ -105,7 +105,7 @@ class DDPM(Model):
         if cfg.ema_decay > 0:  # a copy whose weights follow the average; its own generator leaves self.rng alone
             self.ema_net = Sequential(Sequential.Config(layers=cfg.denoiser))
             self.ema_net.setup(info.input_shape, np.random.default_rng(0))
-            for (_, e, _), (_, p, _) in zip(named_params(self.ema_net), named_params(self.net)):
+            for e, p in self.ema_pairs():
                 e[...] = p
         else:
             self.ema_net = self.net
@@ -124,7 +124,14 @@ class DDPM(Model):
         if self.ema_net is not self.net:
             for name, e, _ in named_params(self.ema_net, "denoiser_ema."):
                 yield name, e, None, name
+            yield from named_buffers(self.ema_net, "denoiser_ema.")  # batch-norm statistics of the average
             yield "ema_updates", self.ema_updates, None, "ema_updates"
+
+    def ema_pairs(self):
+        """(averaged, current) arrays: every parameter, and every buffer (batch-norm running statistics,
+        which the averaged network needs to evaluate and sample; averaged like the weights, as timm does)."""
+        yield from ((e, p) for (_, e, _), (_, p, _) in zip(named_params(self.ema_net), named_params(self.net)))
+        yield from ((e, b) for (_, e, _, _), (_, b, _, _) in zip(named_buffers(self.ema_net), named_buffers(self.net)))
 
     # -- training ----------------------------------------------------------------
     def update_ema(self) -> None:
@@ -139,7 +146,7 @@ class DDPM(Model):
             return
         k = float(self.ema_updates)
         decay = min(self.config.ema_decay, (1 + k) / (10 + k))
-        for (_, e, _), (_, p, _) in zip(named_params(self.ema_net), named_params(self.net)):
+        for e, p in self.ema_pairs():
             ema_update(e, p, decay)
         self.ema_updates += 1
 
