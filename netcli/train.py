@@ -374,9 +374,11 @@ class Trainer:
         """One batch through the model's own step; each optimizer it steps is checked, clipped and applied."""
         exp, tc = self.exp, self.exp.cfg.train
         lr = exp.schedule(state.step)
+        before = self.skippable_state() if tc.nan_policy == "skip" else None
         try:
             metrics = exp.model.train_step(xb, yb, lambda name, loss: self.apply(name, loss, lr, state))
         except _SkipBatch as skip:
+            self.restore_state(before)
             state.skipped += 1
             exp.model.parameters.zero_grad()
             self.reporter.message(f"step {state.step + 1}: skipped a batch ({skip}); "
@@ -393,6 +395,25 @@ class Trainer:
             self.log.write(state.step, state.epoch, "train", {**metrics, "lr": lr})
         if tc.checkpoint_every and state.step % tc.checkpoint_every == 0:
             self.checkpoint(state)
+
+    def skippable_state(self) -> tuple:
+        """Copies of what a batch may change before it is found non-finite and skipped: the buffers (the
+        forward folds the batch into batch-norm statistics), the model's generator, and the parameters and
+        optimizer states (a model with several optimizers may have stepped one before the next finds a NaN).
+        Taken only under nan_policy skip."""
+        exp = self.exp
+        arrays = [b for _, b, _, _ in exp.model.buffers()] + [p for _, p, _ in exp.model.params()]
+        states = {name: opt.state_dict() for name, opt in exp.optimizers.items()}
+        return [(a, a.copy()) for a in arrays], states, self.model_rng.bit_generator.state
+
+    def restore_state(self, saved: tuple) -> None:
+        """Undo a skipped batch: every array and generator as skippable_state() found them."""
+        arrays, states, rng = saved
+        for a, copy in arrays:
+            a[...] = copy
+        for name, d in states.items():
+            self.exp.optimizers[name].load_state_dict(d)
+        self.model_rng.bit_generator.state = rng
 
     def apply(self, name: str, loss: float, lr: float, state: TrainState) -> None:
         """The update of optimizer ``name``: refuse non-finite values (skip or stop), clip, step."""

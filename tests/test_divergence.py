@@ -152,3 +152,30 @@ def test_nan_policy_skip_gives_up_after_max_skips(tiny, nan_at):
     # batches 3 and 4 were skipped, so the third bad batch comes at optimizer step 3
     _, meta = load_checkpoint(only_run(tiny) / "checkpoints" / "last.npz")
     assert meta["state"]["step"] == 2
+
+
+def test_a_skipped_batch_leaves_no_trace_in_batchnorm_statistics(tiny, monkeypatch):
+    """The NaN shows in the forward, which has already folded the batch into the running statistics;
+    a skip must undo that, or every later val_loss is NaN and no checkpoint loads."""
+    forward, calls, seen = Dense.forward, {"n": 0}, {}
+
+    def poisoned(self, x, training):
+        y = forward(self, x, training)
+        if self.config.units == 8 and training:
+            calls["n"] += 1
+            if calls["n"] == 3:
+                y = y.copy()
+                y[0, 0] = np.nan  # reaches the batchnorm's statistics, then the loss
+        return y
+
+    monkeypatch.setattr(Dense, "forward", poisoned)
+    r = train(tiny, "train.nan_policy=skip")
+    assert r.exit_code == 0 and "step 3: skipped a batch (loss is nan" in r.output, r.output
+    run = only_run(tiny)
+    val = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    val_loss = [rec["value"] for rec in val if rec["name"] == "val_loss"]
+    assert len(val_loss) == 3 and np.isfinite(val_loss).all(), val_loss
+    for name in ("last", "best"):
+        arrays, _ = load_checkpoint(run / "checkpoints" / f"{name}.npz")
+        assert all(np.isfinite(v).all() for k, v in arrays.items() if k.startswith("buffer/")), name
+    assert runner.invoke(app, ["eval", str(run), "--split", "val"]).exit_code == 0
