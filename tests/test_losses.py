@@ -158,3 +158,22 @@ def test_every_loss_says_which_targets_it_takes_and_its_grad_cases_use_those():
     for name, cls in LOSSES.items():
         assert cls.targets and set(cls.targets) <= set(TARGET_TEXT), name
         assert {case.target for case in cls.grad_cases()} <= set(cls.targets), name
+
+
+def test_accuracy_counts_only_the_positions_the_loss_counts():
+    """ignore_index: positions left out of the loss are left out of accuracy and sequence_accuracy too."""
+    from netcli.models.sequential import Classifier
+    from netcli.registry import MODELS
+
+    model = MODELS.get("classifier")(Classifier.Config(layers=["flatten"]), {"type": "cross_entropy",
+                                                                              "ignore_index": -100})
+    model.loss = make_loss(model.loss_spec)
+    y = np.array([[1, 0, -100, -100], [2, -100, -100, -100]])  # padded sequences
+    logits = np.full((2, 4, 3), -5.0)
+    logits[0, 0, 1] = logits[0, 1, 0] = logits[1, 0, 2] = 5.0  # every counted position right
+    assert model.metrics(logits, y) == {"accuracy": 1.0, "sequence_accuracy": 1.0}  # were 0.5 and 0.0
+    logits[0, 1] = [-5.0, 5.0, -5.0]  # one counted position wrong: 2 of 3, and 1 of 2 sequences
+    assert model.metrics(logits, y) == {"accuracy": 2 / 3, "sequence_accuracy": 0.5}
+    without = MODELS.get("classifier")(Classifier.Config(layers=["flatten"]))
+    without.loss = make_loss("cross_entropy")
+    assert without.metrics(logits, np.where(y < 0, 0, y))["accuracy"] == 7 / 8  # no ignore_index: all 8 count

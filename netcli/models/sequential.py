@@ -108,12 +108,15 @@ class Classifier(_Supervised):
 
     def metrics(self, logits, y):
         pred = logits.argmax(-1)
+        ignore = getattr(self.loss.config, "ignore_index", None)  # labels the loss leaves out (not soft targets)
+        counted = y != ignore if ignore is not None and y.ndim == pred.ndim else np.ones(pred.shape, bool)
         if y.ndim == pred.ndim + 1:  # one-hot or soft targets
             y = y.argmax(-1)
         hit = pred == y
-        m = {"accuracy": float(hit.mean())}
-        if hit.ndim > 1:  # per-token labels: also whole sequences right
-            m["sequence_accuracy"] = float(hit.reshape(len(hit), -1).all(axis=1).mean())
+        # over counted positions only; a batch with none counts as right (as an empty sequence does)
+        m = {"accuracy": float(hit[counted].mean()) if counted.any() else 1.0}
+        if hit.ndim > 1:  # per-token labels: also whole sequences right at every counted position
+            m["sequence_accuracy"] = float((hit | ~counted).reshape(len(hit), -1).all(axis=1).mean())
         return m
 
 
