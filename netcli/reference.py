@@ -228,7 +228,7 @@ def markdown() -> str:
                 lines += [f"Shape: {e.shape}", ""]
             if e.options:
                 lines += _options_table(e.options) + [""]
-            lines += [f"Source: `{e.source}`", ""]
+            lines += [f"Source: `{e.source.rsplit(':', 1)[0]}`", ""]  # no line number: any edit would make the file stale
     return "\n".join(lines).rstrip() + "\n"
 
 
