@@ -186,12 +186,20 @@ def test_sigkill_at_random_moments_always_leaves_a_checkpoint_that_resumes(data,
     root, rng, kills, finished, run = tmp_path / "runs", np.random.default_rng(7), 0, 0, None
     exp = build_experiment(load_config(data / "crash.yaml"))
     fork = multiprocessing.get_context("fork")
+    # kill times scale with how long a whole run takes on this machine now (a loaded machine
+    # would otherwise kill every fresh run before its first checkpoint)
+    t0, child = time.perf_counter(), fork.Process(target=_cli, args=(["train", str(data / "crash.yaml"), "--runs-dir",
+                                                                       str(tmp_path / "timing"), "--quiet"],))
+    child.start()
+    child.join()
+    assert child.exitcode == 0
+    whole = time.perf_counter() - t0
     while kills < 25:
         before = set((root / "crash").iterdir()) if (root / "crash").is_dir() else set()
         args = ["train", "--resume", str(run)] if run else ["train", str(data / "crash.yaml")]
         child = fork.Process(target=_cli, args=(args + ["--runs-dir", str(root), "--quiet"],))
         child.start()
-        child.join(rng.uniform(0.01, 0.25))  # a checkpoint takes ~10 ms (fsync), a step less
+        child.join(rng.uniform(0.02, 1.0) * whole)  # a checkpoint takes ~10 ms (fsync), a step less
         if child.exitcode is None:
             os.kill(child.pid, signal.SIGKILL)
             child.join()
