@@ -49,6 +49,9 @@ class TrainConfig(BaseModel):
     log_every: int = Field(50, ge=1, description="write train metrics to metrics.jsonl every N steps")
     nan_policy: Literal["stop", "skip"] = Field("stop", description="non-finite loss/gradient: stop, or skip the batch")
     max_skips: int = Field(10, ge=0, description="with nan_policy skip: give up after this many skipped batches")
+    divergence_threshold: Optional[float] = Field(
+        None, gt=0, allow_inf_nan=False,
+        description="stop (exit 3) when a training batch's loss exceeds this: a finite loss can diverge too")
     tensorboard: bool = Field(False, description="also write TensorBoard event files into RUN/tensorboard/ "
                                                  "(needs netcli[tensorboard])")
 

@@ -86,7 +86,16 @@ def build_experiment(cfg: ExperimentConfig, base_dir: Path | None = None, progre
         raise ConfigError([f"{where('loss')}: {e}"]) from None
     optimizers = {name: OPTIMIZERS.build(cfg.optimizer, model.parameters.subset(f"{net}." for net in nets))
                   for name, nets in model.optimizers().items()}
-    steps_per_epoch = math.ceil(len(splits.train_x) / cfg.data.batch_size)
+    n, bs = len(splits.train_x), cfg.data.batch_size
+    steps_per_epoch = n // bs if cfg.data.drop_last and n >= bs else math.ceil(n / bs)  # keep one batch at least
+    smallest = min(bs, n) if cfg.data.drop_last or n % bs == 0 else n % bs
+    need = max((layer.min_train_batch for net in model.networks().values() for _, layer in walk(net)), default=1)
+    if smallest < need:
+        raise ConfigError([f"{where('data', 'batch_size')}: training batches of {smallest} sample"
+                           f"{'s' if smallest > 1 else ''} ({n} samples in batches of {bs}), but the model's "
+                           f"batchnorm needs at least {need} to normalise over; "
+                           + ("set data.drop_last: true or change batch_size" if smallest < min(bs, n)
+                              else "use a larger batch_size")])
     total = steps_per_epoch * cfg.train.epochs
     if cfg.train.max_steps:
         total = min(total, cfg.train.max_steps)
@@ -424,6 +433,9 @@ class Trainer:
                 raise _SkipBatch(bad)
             skipped = f" after {state.skipped} skipped batches" if tc.nan_policy == "skip" else ""
             raise Diverged(f"step {state.step + 1}: {bad}; training stopped{skipped}, {self.last_good()}")
+        if tc.divergence_threshold is not None and loss > tc.divergence_threshold:  # before this update
+            raise Diverged(f"step {state.step + 1}: loss {loss:.4g} exceeds train.divergence_threshold "
+                           f"{tc.divergence_threshold:g}; training stopped, {self.last_good()}")
         if tc.clip_value:
             opt.group.clip_grad_value(tc.clip_value)
         if tc.clip_norm:

@@ -179,3 +179,17 @@ def test_a_skipped_batch_leaves_no_trace_in_batchnorm_statistics(tiny, monkeypat
         arrays, _ = load_checkpoint(run / "checkpoints" / f"{name}.npz")
         assert all(np.isfinite(v).all() for k, v in arrays.items() if k.startswith("buffer/")), name
     assert runner.invoke(app, ["eval", str(run), "--split", "val"]).exit_code == 0
+
+
+def test_a_finite_loss_past_the_divergence_threshold_stops_with_exit_3(tiny):
+    """Adam at lr 1e6 keeps the loss finite but huge; the threshold stops it before that update is applied."""
+    r = train(tiny, "optimizer.type=adam", "optimizer.lr=1e6", "train.divergence_threshold=100")
+    assert r.exit_code == 3, r.output
+    message = r.output.replace("\n", " ")
+    assert "exceeds train.divergence_threshold 100; training stopped, " in message and "Traceback" not in message
+    step = int(message.split("error: step ")[1].split(":")[0])
+    assert step > 1  # the first loss (~0.7) was under it
+    run = only_run(tiny)
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["status"] == "diverged" and "divergence_threshold" in summary["message"]
+    assert train(tiny, "optimizer.type=adam", "optimizer.lr=1e6").exit_code == 0  # without it the run "finishes"

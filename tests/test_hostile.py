@@ -653,3 +653,35 @@ def test_generated_command_lines_never_raise_a_traceback(tiny, monkeypatch, args
     r = runner.invoke(app, [command, *args])
     assert isinstance(r.exception, SystemExit) or r.exception is None, (r.exception, r.output)
     assert r.exit_code in (0, 2, 130), r.output
+
+
+BN = TINY.replace("    - flatten\n", "    - flatten\n    - {type: batchnorm}\n")  # over features: 1 value each
+
+
+def test_a_last_batch_of_one_sample_through_batchnorm_is_refused_unless_dropped(tiny):
+    """38 training samples in batches of 37 leave a last batch of 1: batchnorm would output beta, pass a zero
+    gradient and shrink its running variance (PyTorch refuses it)."""
+    text = BN.replace("batch_size: 8", "batch_size: 37")
+    line = text.splitlines().index("  batch_size: 37") + 1
+    check_both(tiny, text, f"bad.yaml:{line}: data.batch_size: training batches of 1 sample (38 samples in batches "
+                           "of 37), but the model's batchnorm needs at least 2 to normalise over; set "
+                           "data.drop_last: true or change batch_size")
+    assert not (tiny / "runs").exists()
+    check_both(tiny, BN.replace("batch_size: 8", "batch_size: 1"), "training batches of 1 sample", "use a larger")
+    dropped = config(tiny, text.replace("  batch_size: 37", "  batch_size: 37\n  drop_last: true"))
+    r = invoke("train", dropped, "--runs-dir", tiny / "runs", "--quiet")
+    assert r.exit_code == 0, r.output
+    assert json.loads(next((tiny / "runs").rglob("summary.json")).read_text())["steps"] == 2  # 1 batch x 2 epochs
+    # a conv batchnorm normalises over H and W too: one image is enough there
+    conv = TINY.replace("    - relu\n", "    - {type: batchnorm}\n    - relu\n", 1).replace("batch_size: 8", "batch_size: 37")
+    assert invoke("validate", config(tiny, conv)).exit_code == 0
+
+
+def test_batchnorm_refuses_to_train_on_one_value_per_feature():
+    from netcli.layers.norm import BatchNorm
+
+    bn = BatchNorm()
+    bn.setup((3,), np.random.default_rng(0))
+    with pytest.raises(ValueError, match="more than one value per feature"):
+        bn.forward(np.ones((1, 3), np.float32), training=True)
+    assert bn.forward(np.ones((1, 3), np.float32), training=False).shape == (1, 3)  # evaluation is fine

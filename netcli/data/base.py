@@ -31,6 +31,8 @@ class DataConfig(BaseModel):
     limit: Optional[int] = Field(
         None, gt=0, description="Use only the first N training and N//5 (at least 1) test samples (for tiny runs).")
     shuffle: bool = Field(True, description="Reshuffle the training samples every epoch.")
+    drop_last: bool = Field(False, description="Leave out each epoch's last training batch when it is smaller "
+                                               "than batch_size (the samples in it change with the shuffle).")
 
 
 class DataInfo(BaseModel):

@@ -42,6 +42,8 @@ class BatchNorm(Layer):
         # einsums over a contiguous array, several times faster than sum(axis=(0, 2, 3)).
         features = in_shape[0] if len(in_shape) == 3 else in_shape[-1]
         self.view = (-1, features, int(np.prod(in_shape[1:])) if len(in_shape) == 3 else 1)
+        per_sample = self.view[2] if len(in_shape) == 3 else (in_shape[0] if len(in_shape) == 2 else 1)
+        self.min_train_batch = 2 if per_sample == 1 else 1  # one value per feature has no variance
         if self.config.affine:
             self.add_param("gamma", B.ones((features,)))
             self.add_param("beta", B.zeros((features,)))
@@ -55,6 +57,9 @@ class BatchNorm(Layer):
         xc = B.empty(x3.shape, dtype=x.dtype)
         if training:
             count = x3.shape[0] * x3.shape[2]
+            if count < 2:  # the output would be beta, the input gradient 0, the running variance shrunk
+                raise ValueError(f"batchnorm: a training batch needs more than one value per feature, got "
+                                 f"input {x.shape} (set data.drop_last: true)")
             mean = sum(B.parallel(lambda s: np.einsum("mfp->f", x3[s]), chunks)) / count  # (F,)
 
             def center(s):  # xc = x - mean, and its share of the sum of squares
