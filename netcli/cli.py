@@ -213,6 +213,65 @@ def sample(run: Path = typer.Argument(..., help="a VAE, DDPM or autoencoder run 
 
 @app.command()
 @user_errors
+def predict(run: Path = typer.Argument(..., help="run directory (or runs/<name>: newest) or checkpoint file"),
+            inputs: List[str] = typer.Argument(..., metavar="INPUT...",
+                                               help="images, folders of images, .npy/.npz, .csv, or - for stdin"),
+            out_path: Optional[Path] = typer.Option(None, "-o", "--out", help="write the results to this file"),
+            fmt: Optional[str] = typer.Option(None, "--format",
+                                              help="table, json or csv (default: table on a terminal, else json; "
+                                                   "-o FILE.csv: csv)"),
+            top_k: int = typer.Option(3, "--top-k", min=1, help="classes listed per input"),
+            checkpoint: str = typer.Option("best", "--checkpoint", help="best or last"),
+            polarity: str = typer.Option("auto", "--polarity",
+                                         help="images: auto, light-on-dark (MNIST) or dark-on-light (scans)"),
+            skip_bad: bool = typer.Option(False, "--skip-bad", help="report unreadable inputs and go on")):
+    """Predict classes or values for your own inputs; no data set is loaded."""
+    import io
+    import json
+
+    from .errors import UserError
+    from .predict import predict as run_predict, rows_as_csv
+    from .runs import write_text
+    from .trained import load_run
+
+    if polarity not in ("auto", "light-on-dark", "dark-on-light"):
+        raise UserError(f"--polarity is auto, light-on-dark or dark-on-light, not {polarity!r}")
+    fmt = fmt or ("csv" if out_path and out_path.suffix == ".csv" else "json" if out_path or not out.is_terminal
+                  else "table")
+    if fmt not in ("table", "json", "csv"):
+        raise UserError(f"--format is table, json or csv, not {fmt!r}")
+    result = run_predict(load_run(run, checkpoint), inputs, top_k=top_k, polarity=polarity, skip_bad=skip_bad)
+    for line in result.skipped:
+        _say("skipped:", "yellow", line)
+    if result.polarity:
+        read = sorted(set(result.polarity.values()))
+        _say("note:", "cyan", f"{len(result.polarity)} image(s) read as {' and '.join(read)}"
+             + ("" if "dark-on-light" in read else " (MNIST's white ink on black; --polarity dark-on-light for scans)"))
+    rows = result.rows
+    if fmt == "table":
+        table = Table(*(["input", "class", "probability", f"top {top_k}"] if "class" in rows[0]
+                        else ["input", "classes"] if "classes" in rows[0] else ["input", "values"]))
+        for r in rows:
+            cells = ([r["class"], f"{r['probability']:.4f}", "  ".join(f"{c} {p:.3f}" for c, p in r["top_k"])]
+                     if "class" in r else [" ".join(r["classes"])] if "classes" in r
+                     else [" ".join(f"{v:.6g}" for v in r["values"])])
+            table.add_row(r["input"], *cells)
+        if out_path is None:
+            out.print(table)
+            return
+        buf = io.StringIO()
+        Console(file=buf, width=200).print(table)
+        text = buf.getvalue()
+    else:
+        text = "[\n" + ",\n".join(map(json.dumps, rows)) + "\n]\n" if fmt == "json" else rows_as_csv(rows)
+    if out_path is None:
+        sys.stdout.write(text)
+    else:
+        write_text(out_path, text)
+
+
+@app.command()
+@user_errors
 def bench(config: Path = typer.Argument(..., help="experiment YAML file"),
           set_: List[str] = typer.Option([], "--set", help=SET_HELP),
           repeats: int = typer.Option(10, "--repeats", min=1, help="timed repeats per layer (median)")):
