@@ -208,7 +208,8 @@ def _read_npz(model, name, polarity, got, stdin):
     import zipfile
 
     try:
-        with np.load(_exists(name), allow_pickle=False) as z:
+        path = _exists(name)
+        with np.load(path, allow_pickle=False) as z:
             keys = z.files
             key = "x" if "x" in keys else keys[0] if len(keys) == 1 else None
             if key is None:
