@@ -25,6 +25,7 @@ import numpy as np
 import yaml
 
 from .errors import UserError
+from .reference import flow_yaml
 
 KINDS = ("mlp", "cnn", "rnn", "lstm", "gru", "transformer", "autoencoder", "vae", "ddpm")
 BUILTIN = {"mnist": "MNIST digits", "fashion_mnist": "Fashion-MNIST clothing images"}
@@ -271,7 +272,7 @@ def config_text(kind: str, source: str, out: Path, target: str | None = None, as
     section = {**info.section, **data_extra, "batch_size": batch, "val_fraction": 0.1}
     notes = {**info.notes, "flatten": f"images as ({math.prod(info.shape)},) vectors",
              "as_sequence": "images as 28 steps of 28 pixels", "val_fraction": "held out to pick the best epoch"}
-    lines += [_line(f"  {k}: {_flow(v)}", notes.get(k, "")) for k, v in section.items()]
+    lines += [_line(f"  {k}: {flow_yaml(v)}", notes.get(k, "")) for k, v in section.items()]
     if not info.builtin:
         lines.append("  # test_path: test" + Path(section["path"]).suffix + "    # a held-out file of the same layout, for netcli eval")
     lines.append("model:")
@@ -284,10 +285,10 @@ def config_text(kind: str, source: str, out: Path, target: str | None = None, as
     for k, v in model.items():
         if isinstance(v, list):
             lines.append(f"  {k}:")
-            lines += [_line(f"    - {_flow(layer)}", comment) for layer, comment in v]
+            lines += [_line(f"    - {flow_yaml(layer)}", comment) for layer, comment in v]
         else:
             value, comment = v if isinstance(v, tuple) else (v, "")
-            lines.append(_line(f"  {k}: {_flow(value)}", comment))
+            lines.append(_line(f"  {k}: {flow_yaml(value)}", comment))
     lines += [_line("optimizer: {type: adam, lr: 1.0e-3}", "netcli list optimizers: the others"),
               _line("schedule: {type: cosine}", "from lr down to 0 over the run"),
               "train:", _line(f"  epochs: {epochs}", "passes over the training set")]
@@ -299,9 +300,6 @@ def config_text(kind: str, source: str, out: Path, target: str | None = None, as
 def _line(text: str, comment: str) -> str:
     return f"{text.ljust(40)}  # {comment}" if comment else text
 
-
-def _flow(v: Any) -> str:
-    return yaml.safe_dump(v, default_flow_style=True, sort_keys=False, width=10_000).strip().removesuffix("...").strip()
 
 
 def _schema_path(out: Path) -> str:

@@ -17,11 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from .config import absolute_paths, read_raw, validate
-
-TAGS = ("type", "dataset")
+from .reference import TAGS, flow_yaml
 
 
 @dataclass
@@ -77,7 +74,7 @@ def _emit(value: Any, path: tuple, indent: int, raw: Any, lines: dict, out: list
     if isinstance(value, dict):
         for key, v in value.items():
             if _is_leaf(v):
-                out.append(Line(f"{pad}{key}: {_flow(v)}", origin((*path, key), raw, lines)))
+                out.append(Line(f"{pad}{key}: {flow_yaml(v)}", origin((*path, key), raw, lines)))
             else:
                 out.append(Line(f"{pad}{key}:", ""))
                 _emit(v, (*path, key), indent + 2, raw, lines, out)
@@ -91,6 +88,3 @@ def _emit(value: Any, path: tuple, indent: int, raw: Any, lines: dict, out: list
 def _is_leaf(v: Any) -> bool:
     return not isinstance(v, (dict, list)) or not v or (isinstance(v, list) and not any(isinstance(i, dict) for i in v))
 
-
-def _flow(v: Any) -> str:
-    return yaml.safe_dump(v, default_flow_style=True, sort_keys=False, width=10_000).strip().removesuffix("...").strip()

@@ -133,10 +133,11 @@ def _default(f) -> str:
     value = f.default_factory() if f.default is PydanticUndefined else f.default
     if isinstance(value, BaseModel):
         value = value.model_dump(mode="json")
-    return "null" if value is None else _yaml(value)
+    return "null" if value is None else flow_yaml(value)
 
 
-def _yaml(value: Any) -> str:
+def flow_yaml(value: Any) -> str:
+    """A value as one line of flow-style YAML: ``{type: dense, units: 4}``."""
     return yaml.safe_dump(value, default_flow_style=True, sort_keys=False, width=10_000).strip().removesuffix("...").strip()
 
 
@@ -151,7 +152,7 @@ def _shape(kind: str, cls) -> str:
     if not cases:
         return ""
     case = cases[0]
-    with_ = f" with {_yaml(case.config)}" if case.config else ""
+    with_ = f" with {flow_yaml(case.config)}" if case.config else ""
     if kind == "losses":
         return f"prediction {case.pred_shape}, target: {case.target}{with_} -> a scalar"
     layer = cls(cls.Config(type=cls.type_name, **case.config))
@@ -173,12 +174,12 @@ def _example(kind: str, name: str, cls) -> str:
         if opt_name not in TAGS and f.is_required() and opt_name not in values:
             values[opt_name] = _placeholder(name, opt_name, f.annotation)
     if kind == "layers":
-        return f"- {name}" if not values else f"- {_yaml({'type': name, **values})}"
+        return f"- {name}" if not values else f"- {flow_yaml({'type': name, **values})}"
     key = {"models": "model", "losses": "loss", "optimizers": "optimizer", "schedules": "schedule",
            "datasets": "data"}[kind]
     if not values and kind != "datasets" and kind != "models":
         return f"{key}: {name}"
-    return f"{key}: {_yaml({tag: name, **values})}"
+    return f"{key}: {flow_yaml({tag: name, **values})}"
 
 
 def _placeholder(entry_name: str, option: str, ann: Any) -> Any:
