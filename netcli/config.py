@@ -406,7 +406,15 @@ def flatten(value, prefix: str = "") -> dict[str, Any]:
 
 
 def differing_keys(flats: list[dict[str, Any]]) -> list[str]:
-    """The keys of flattened configs whose value is not the same in all of them (missing counts as a value)."""
+    """The keys of flattened configs whose value is not the same in all of them.
+
+    A key one config lacks counts as null there, as does an empty list or mapping (configs written by an older
+    netcli lack the newer keys, whose defaults are null or empty).
+    """
     keys = sorted({k for f in flats for k in f}, key=lambda k: [(0, int(p), "") if p.isdigit() else (1, 0, p)
                                                                 for p in k.split(".")])  # layers.10 after layers.9
-    return [k for k in keys if any((k in f, f.get(k)) != (k in flats[0], flats[0].get(k)) for f in flats[1:])]
+    def value(f, k):
+        v = f.get(k)
+        return None if v == [] or v == {} else v
+
+    return [k for k in keys if any(value(f, k) != value(flats[0], k) for f in flats[1:])]

@@ -138,7 +138,8 @@ def plot_history(trials: list[dict[str, Any]], out: Path | str, objective: str, 
     for kind, colour in (("complete", "C0"), ("pruned", "C7")):
         pts = [(t["number"], t["value"]) for t in trials if t["state"] == kind and t["value"] is not None]
         if pts:
-            ax.scatter(*zip(*pts), color=colour, s=18, label=kind, zorder=3)
+            ax.scatter(*zip(*pts), color=colour, s=18, zorder=3,
+                       label="pruned (at its last epoch)" if kind == "pruned" else kind)
     for t in sorted(trials, key=lambda t: t["number"]):
         if t["state"] == "complete" and t["value"] is not None:
             better = best is None or (t["value"] > best if direction == "maximize" else t["value"] < best)

@@ -473,7 +473,7 @@ def run_sweep(sweep: Sweep, workers: int = 1, say=print) -> int:
 
 
 def trial_rows(sweep: Sweep) -> list[dict[str, Any]]:
-    """Every trial the sweep ran: number, state, value, params, duration, run, message."""
+    """Every trial the sweep ran: number, state, value, params, epochs, duration, run, message, overrides."""
     study = _load_study(sweep, 0)
     rows = []
     for t in study.get_trials(deepcopy=False):
@@ -487,7 +487,8 @@ def trial_rows(sweep: Sweep) -> list[dict[str, Any]]:
             if t.datetime_complete and t.datetime_start else None
         rows.append({"number": t.number, "state": state, "value": value, "params": dict(t.params),
                      "epochs": len(t.intermediate_values), "duration_s": duration,
-                     "run": _here(t.user_attrs.get("run")), "message": t.user_attrs.get("message", "")})
+                     "run": _here(t.user_attrs.get("run")), "message": t.user_attrs.get("message", ""),
+                     "overrides": t.user_attrs.get("overrides", [])})
     return rows
 
 
@@ -506,8 +507,8 @@ def finish(sweep: Sweep) -> dict[str, Any]:
     if done:
         best = (max if sweep.cfg.objective.direction == "maximize" else min)(done, key=lambda r: r["value"])
         report["best"] = best
-        cfg = load_config(sweep.base, [f"{k}={_yaml(v)}" for k, v in {**sweep.cfg.set, **best["params"]}.items()])
-        cfg.name = f"{sweep.name}-best"
+        cfg = load_config(sweep.base, [*(o for o in best["overrides"] if not o.startswith("name=")),
+                                       f"name={sweep.name}-best"])  # the trial's config, under a name of its own
         from .config import dump_config
 
         header = (f"# best of sweep {sweep.name} ({sweep.path}): trial {best['number']}, "
