@@ -272,6 +272,21 @@ def predict(run: Path = typer.Argument(..., help="run directory (or runs/<name>:
 
 @app.command()
 @user_errors
+def export(run: Path = typer.Argument(..., help="run directory (or runs/<name>: newest) or checkpoint file"),
+           fmt: str = typer.Option(..., "--format", help="safetensors"),
+           out_path: Optional[Path] = typer.Option(None, "-o", "--out", help="file to write (default: in the run)"),
+           checkpoint: str = typer.Option("best", "--checkpoint", help="best or last")):
+    """Export a run's weights with its config and data description (needs netcli[export])."""
+    from .errors import UserError
+    from .export import export_safetensors
+
+    if fmt != "safetensors":
+        raise UserError(f"--format: safetensors is the one export format, not {fmt!r}")
+    out.print(f"wrote {export_safetensors(run, out_path, checkpoint)}")
+
+
+@app.command()
+@user_errors
 def bench(config: Path = typer.Argument(..., help="experiment YAML file"),
           set_: List[str] = typer.Option([], "--set", help=SET_HELP),
           repeats: int = typer.Option(10, "--repeats", min=1, help="timed repeats per layer (median)")):

@@ -208,8 +208,14 @@ def train(cfg: ExperimentConfig | None, runs_root: Path | str = "runs", *, base_
             return _resume(run_dir, cfg, source, reporter, base_dir, data_progress, allow_config_change)
     exp = build_experiment(cfg, base_dir, progress=data_progress, source=source)
     if init_from is not None:
-        src = find_run(init_from)
-        load_weights(_best_or_last(src), exp.model)
+        if Path(init_from).suffix == ".safetensors":  # a `netcli export` file
+            from .export import read_safetensors
+
+            src = Path(init_from)
+            assign_model(src, read_safetensors(src)[0], exp.model)
+        else:
+            src = find_run(init_from)
+            load_weights(_best_or_last(src), exp.model)
         reporter.message(f"initialised from {src}")
     run_dir = new_run_dir(Path(runs_root), cfg.name, dump_config(cfg))
     with run_lock(run_dir):

@@ -10,7 +10,7 @@
 A checkpoint (format 2 on; this netcli reads 4) holds the resolved config and the data description
 (``DataInfo``); the model is built from them and its parameters and buffers
 are loaded under their names. ``run`` may be a run directory, ``runs/<name>``
-(its newest run) or a checkpoint file.
+(its newest run), a checkpoint file or a safetensors export (netcli.export).
 """
 from __future__ import annotations
 
@@ -71,6 +71,10 @@ def model_from_arrays(path: Path, arrays: dict[str, np.ndarray], meta: dict) -> 
 def load_run(run: Path | str, checkpoint: str = "best") -> "TrainedModel":
     """A run's best (or last) checkpoint, or a checkpoint file, as a ready model; no data set is loaded."""
     path = checkpoint_path(run, checkpoint)
+    if path.suffix == ".safetensors":
+        from .export import read_safetensors
+
+        return model_from_arrays(path, *read_safetensors(path))
     return model_from_arrays(path, *load_checkpoint(path))
 
 
