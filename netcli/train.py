@@ -243,7 +243,8 @@ def _ranks(n: int) -> str:
 def _resume(run_dir: Path, cfg: ExperimentConfig, source: Path | None, reporter: Reporter, base_dir: Path | None,
             data_progress, allow_config_change: bool) -> TrainResult:
     """Continue ``run_dir`` from checkpoints/last.npz with ``cfg``; the caller holds the run's lock."""
-    remove_temp_files(run_dir)  # of writes a killed process never finished; nothing else writes them now
+    if D.is_root():
+        remove_temp_files(run_dir)  # of writes a killed process never finished; nothing else writes them now
     ckpt = run_dir / "checkpoints" / "last.npz"
     if not ckpt.exists():
         raise RunError(f"{run_dir}: no checkpoint to resume from (the run stopped before writing its first); "
