@@ -65,6 +65,12 @@ def asarray(a, dtype=None):
     return xp.asarray(a, dtype=dtype or _float_dtype)
 
 
+def as_input(a):
+    """A batch of data for the engine: floats in the float dtype (a float64 run computes in float64), others as they are."""
+    a = xp.asarray(a)
+    return a.astype(_float_dtype) if a.dtype.kind == "f" and a.dtype != _float_dtype else a
+
+
 def to_numpy(a) -> np.ndarray:
     """Bring an array back to host numpy (a no-op for numpy)."""
     return np.asarray(a)

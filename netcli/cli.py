@@ -51,6 +51,7 @@ def user_errors(fn):
 
     @functools.wraps(fn)
     def run(*args, **kwargs):
+        from . import distributed
         from .data import DataError
         from .errors import UserError
         from .registry import UnknownNameError
@@ -65,9 +66,12 @@ def user_errors(fn):
             text = str(e)
             if isinstance(e, MemoryError):  # e.g. activations of a huge batch; numpy says how much it wanted
                 text = f"out of memory ({text or 'MemoryError'}); use a smaller model or batch_size"
-            for line in text.splitlines() or [e.__class__.__name__]:
-                _say("error:", "red", line)
+            if distributed.is_root():  # under mpiexec every rank meets the same mistake: say it once
+                for line in text.splitlines() or [e.__class__.__name__]:
+                    _say("error:", "red", line)
             raise typer.Exit(getattr(e, "exit_code", 2))
+        except distributed.RankLost as e:
+            distributed.exit_lost(e)
         except KeyboardInterrupt:
             err.print("interrupted")
             raise typer.Exit(130)
@@ -98,23 +102,29 @@ def train(config: Optional[Path] = typer.Argument(None, help="experiment YAML fi
           quiet: bool = typer.Option(False, "--quiet", "-q", help="plain lines, no progress bar"),
           tensorboard: bool = typer.Option(False, "--tensorboard",
                                            help="also write TensorBoard event files (train.tensorboard: true)")):
-    """Train a model from an experiment file; writes runs/<name>/<timestamp>/."""
+    """Train a model from an experiment file; writes runs/<name>/<timestamp>/.
+
+    Under `mpiexec -n N` the N ranks train one run together (rank 0 reports and writes).
+    """
+    from . import distributed
     from .errors import UserError
     from .train import prepare_config, train as run_training
 
+    distributed.init()
     if config is None and resume is None:
         raise UserError("give a config file, or --resume RUN")
     if tensorboard and config is None:
         raise UserError("--tensorboard goes with a config file; a resumed run keeps its config's train.tensorboard")
     set_ = [*set_, "train.tensorboard=true"] if tensorboard else set_
     cfg = prepare_config(config, set_) if config is not None else None
-    reporter = RichReporter(quiet or not out.is_terminal)
+    reporter = RichReporter(quiet or not out.is_terminal) if distributed.is_root() else Reporter()
     with reporter:
         result = run_training(cfg, runs_dir, base_dir=config.parent if config else None, reporter=reporter,
                               resume=resume, init_from=init_from, allow_config_change=allow_config_change,
                               source=config, overrides=set_)
     metrics = "  ".join(f"{k} {v:.4g}" for k, v in result.metrics.items())
-    out.print(f"{result.stopped}: {result.run_dir}  {metrics}")
+    if distributed.is_root():
+        out.print(f"{result.stopped}: {result.run_dir}  {metrics}")
     if result.stopped == "interrupted":
         raise typer.Exit(130)
 

@@ -20,7 +20,7 @@ import platform
 import signal
 import threading
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,6 +30,7 @@ from pydantic import TypeAdapter
 
 from . import __version__
 from . import backend as B
+from . import distributed as D
 from .config import ExperimentConfig, config_from_dict, differing_keys, dump_config, flatten, load_config, locate
 from .data import DataInfo, load_data
 from .errors import CheckpointError, ConfigError, RunError, UserError
@@ -75,10 +76,14 @@ def build_experiment(cfg: ExperimentConfig, base_dir: Path | None = None, progre
     def where(*key) -> str:
         return f"{locate(source, key) if source else '<config>'}: {'.'.join(map(str, key))}"
 
-    splits = load_data(cfg.data, cfg.seed, base_dir=base_dir, progress=progress)
+    with D.root_first():  # under mpiexec rank 0 fetches a data set once, the others then read the cache
+        splits = load_data(cfg.data, cfg.seed, base_dir=base_dir, progress=progress)
     if len(splits.train_x) == 0:
         raise ConfigError([f"{where('data')}: no training samples ({len(splits.val_x)} of {len(splits.val_x)} "
                            f"went to validation with val_fraction {cfg.data.val_fraction})"])
+    problem = D.batch_problem(len(splits.train_x), cfg.data.batch_size, len(splits.val_x))
+    if problem:
+        raise ConfigError([f"{where('data', 'batch_size')}: {problem}"])
     model = build_model(cfg, splits.info(), where)
     try:  # the loss against the data's targets (a model built from a checkpoint's description has none)
         model.check_targets(splits.train_y)
@@ -134,6 +139,7 @@ class TrainState:
     skipped: int = 0         # batches skipped by nan_policy: skip
     sums: dict[str, float] = field(default_factory=dict)  # this epoch's train metric sums x samples
     seen: int = 0            # samples in sums
+    ranks: int = 1           # MPI ranks that trained up to here
     epoch_rng: dict | None = None  # data generator state at the start of this epoch
     log_lines: int = 0       # lines in metrics.jsonl when this state was saved (a resume cuts the rest)
 
@@ -179,6 +185,11 @@ class Reporter:
         """May return why the run should stop after this epoch (a sweep's pruner: "pruned"); it becomes the status."""
     def message(self, text: str) -> None: ...
 
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None: ...
+
 
 @dataclass
 class TrainResult:
@@ -197,12 +208,13 @@ def train(cfg: ExperimentConfig | None, runs_root: Path | str = "runs", *, base_
     refused unless ``allow_config_change``). The run directory is locked (runs.run_lock) while it trains.
     """
     reporter = reporter or Reporter()
+    D.init()
     if resume is not None and init_from is not None:
         raise UserError("--resume and --init-from cannot be combined: resume continues a run, "
                         "init-from starts a new one from another run's weights")
     if resume is not None:
         run_dir = find_run(resume)
-        with run_lock(run_dir):
+        with _lock(run_dir):
             if cfg is None:
                 cfg, source = load_config(run_dir / "config.yaml", overrides), run_dir / "config.yaml"
             return _resume(run_dir, cfg, source, reporter, base_dir, data_progress, allow_config_change)
@@ -217,15 +229,28 @@ def train(cfg: ExperimentConfig | None, runs_root: Path | str = "runs", *, base_
             src = find_run(init_from)
             load_weights(_best_or_last(src), exp.model)
         reporter.message(f"initialised from {src}")
-    run_dir = new_run_dir(Path(runs_root), cfg.name, dump_config(cfg))
-    with run_lock(run_dir):
+    run_dir = D.broadcast(new_run_dir(Path(runs_root), cfg.name, dump_config(cfg)) if D.is_root() else None)
+    if D.size() > 1:
+        threads = B.threads()
+        reporter.message(f"training on {_ranks(D.size())} x {threads} thread{'s' if threads > 1 else ''}")
+    with _lock(run_dir):
         return _run(Trainer(exp, run_dir, reporter, exp.model.rng, np.random.default_rng([cfg.seed, 1])), TrainState())
+
+
+def _lock(run_dir: Path):
+    """The run's lock, held by rank 0 for all ranks under mpiexec."""
+    return run_lock(run_dir) if D.is_root() else nullcontext()
+
+
+def _ranks(n: int) -> str:
+    return f"{n} MPI rank{'s' if n > 1 else ''}" if n > 1 else "1 process"
 
 
 def _resume(run_dir: Path, cfg: ExperimentConfig, source: Path | None, reporter: Reporter, base_dir: Path | None,
             data_progress, allow_config_change: bool) -> TrainResult:
     """Continue ``run_dir`` from checkpoints/last.npz with ``cfg``; the caller holds the run's lock."""
-    remove_temp_files(run_dir)  # of writes a killed process never finished; nothing else writes them now
+    if D.is_root():
+        remove_temp_files(run_dir)  # of writes a killed process never finished; nothing else writes them now
     ckpt = run_dir / "checkpoints" / "last.npz"
     if not ckpt.exists():
         raise RunError(f"{run_dir}: no checkpoint to resume from (the run stopped before writing its first); "
@@ -235,17 +260,20 @@ def _resume(run_dir: Path, cfg: ExperimentConfig, source: Path | None, reporter:
     exp = build_experiment(cfg, base_dir, progress=data_progress, source=source)
     data_rng = np.random.default_rng([cfg.seed, 1])
     state = restore(ckpt, arrays, meta, exp, data_rng)
-    if changes:
-        append_text(run_dir / "config_changes.log", f"{time.strftime('%Y-%m-%d %H:%M:%S')} step {state.step}: "
-                                                     f"resumed with changes: {', '.join(changes)}\n")
-        write_text(run_dir / "config.yaml", dump_config(cfg))
-    MetricsLog(run_dir / "metrics.jsonl", state.log_lines).truncate()
-    reporter.message(f"resuming {run_dir} at step {state.step} (epoch {state.epoch + 1})")
+    if D.is_root():
+        if changes:
+            append_text(run_dir / "config_changes.log", f"{time.strftime('%Y-%m-%d %H:%M:%S')} step {state.step}: "
+                                                         f"resumed with changes: {', '.join(changes)}\n")
+            write_text(run_dir / "config.yaml", dump_config(cfg))
+        MetricsLog(run_dir / "metrics.jsonl", state.log_lines).truncate()
+    ranks = "" if state.ranks == D.size() == 1 else f" with {_ranks(D.size())} (it was trained with {_ranks(state.ranks)})"
+    reporter.message(f"resuming {run_dir} at step {state.step} (epoch {state.epoch + 1}){ranks}")
     return _run(Trainer(exp, run_dir, reporter, exp.model.rng, data_rng), state)
 
 
 def _run(trainer: Trainer, state: TrainState) -> TrainResult:
     """Run the loop; a diverged run records its summary (for `netcli runs` and sweeps), then the error goes on."""
+    D.broadcast_arrays(list(model_arrays(trainer.exp.model).values()))  # rank 0's parameters on every rank
     try:
         return trainer.run(state)
     except Diverged as e:
@@ -298,8 +326,9 @@ class Trainer:
     def __init__(self, exp: Experiment, run_dir: Path, reporter: Reporter, model_rng, data_rng):
         self.exp, self.run_dir, self.reporter = exp, run_dir, reporter
         self.model_rng, self.data_rng = model_rng, data_rng
-        self.log = MetricsLog(run_dir / "metrics.jsonl")
-        self.stop_requested: str | None = None
+        self.log = MetricsLog(run_dir / "metrics.jsonl") if D.is_root() else _Unwritten(run_dir / "metrics.jsonl")
+        self.stop_requested: str | None = None  # a signal arrived (set by the handler)
+        self.stop_agreed: str | None = None  # ... to this or another rank, as of the last step's all-reduce
         self.stopped_by_reporter: str | None = None
         self.grads_from_output = [(f"{path}{key}", layer.type_name, g)  # backward order: output to input
                                   for name, net in exp.model.networks().items()
@@ -315,7 +344,9 @@ class Trainer:
         if bad:  # an update overflowed: keep the last good checkpoint
             raise Diverged(f"step {state.step}: parameter {bad} is not finite after the update; "
                            f"training stopped, {self.last_good()}")
-        state.log_lines = self.log.lines
+        state.log_lines, state.ranks = self.log.lines, D.size()
+        if not D.is_root():
+            return
         save_run_checkpoint(self.run_dir / "checkpoints" / f"{name}.npz", self.exp, state,
                             self.model_rng, self.data_rng)
 
@@ -325,7 +356,7 @@ class Trainer:
         bs, spe, samples = cfg.data.batch_size, exp.steps_per_epoch, 0
         metrics: dict[str, float] = {}  # of the last finished epoch
         self.log.lines = state.log_lines
-        if cfg.train.tensorboard:
+        if cfg.train.tensorboard and D.is_root():
             from .tensorboard import TensorBoardSink
 
             self.log.sinks.append(TensorBoardSink(self.run_dir / "tensorboard", state.step))
@@ -344,7 +375,8 @@ class Trainer:
                 self.reporter.epoch_start(state.epoch, cfg.train.epochs, spe, state.batch)
                 while state.batch < spe and not stopped:
                     idx = order[state.batch * bs:(state.batch + 1) * bs]
-                    self.train_step(state, x[idx], y[idx])
+                    mine = D.my_rows(idx)  # this rank's slice of the global batch (all of it in one process)
+                    self.train_step(state, B.as_input(x[mine]), B.as_input(y[mine]), len(idx))
                     samples += len(idx)
                     stopped = self.stop_reason(state)
                 if state.batch < spe or stopped == "interrupted":
@@ -358,26 +390,28 @@ class Trainer:
             self.checkpoint(state)
         stopped = stopped or "finished"
         if stopped == "interrupted":
-            self.reporter.message(f"{self.stop_requested}: checkpoint written at step {state.step}; "
-                                  f"continue with: netcli train --resume {self.run_dir}")
+            self.reporter.message(f"{self.stop_requested or self.stop_agreed}: checkpoint written at step "
+                                  f"{state.step}; continue with: netcli train --resume {self.run_dir}")
         self.write_summary(state, stopped, metrics, samples)
         return TrainResult(self.run_dir, metrics, stopped)
 
     def write_summary(self, state: TrainState, status: str, metrics: dict[str, float], samples: int,
                       message: str | None = None) -> None:
+        if not D.is_root():
+            return
         wall = time.time() - self.t0
         write_json(self.run_dir / "summary.json", {
             "status": status, "steps": state.step, "epochs_completed": state.epoch, "metrics": metrics,
             "best": {self.monitor: state.best}, "wall_time_s": round(wall, 3),
             "samples_per_s": round(samples / wall, 1) if wall > 0 else None,
-            "params": self.exp.model.num_params(), "versions": versions(), **({"message": message} if message else {})})
+            "params": self.exp.model.num_params(), "ranks": D.size(), "versions": versions(), **({"message": message} if message else {})})
 
     def stop_reason(self, state: TrainState) -> str | None:
         """Why the run stops at this step boundary, if it does (max_steps first: a run that is done is done)."""
         max_steps = self.exp.cfg.train.max_steps
         if max_steps and state.step >= max_steps:
             return "max_steps"
-        if self.stop_requested:
+        if self.stop_requested if D.world() is None else self.stop_agreed:  # ranks stop at the same step
             return "interrupted"
         if self.should_stop_early(state):
             return "early_stopping"
@@ -385,13 +419,19 @@ class Trainer:
             return self.stopped_by_reporter
         return None
 
-    def train_step(self, state: TrainState, xb, yb) -> None:
-        """One batch through the model's own step; each optimizer it steps is checked, clipped and applied."""
+    def train_step(self, state: TrainState, xb, yb, total: int) -> None:
+        """One batch through the model's own step; each optimizer it steps is checked, clipped and applied.
+
+        ``xb`` is this rank's slice of a global batch of ``total`` samples (all of it in one process):
+        under mpiexec each optimizer's gradients are averaged over the ranks before they are checked
+        (apply), and the metrics after the step.
+        """
         exp, tc = self.exp, self.exp.cfg.train
         lr = exp.schedule(state.step)
         before = self.skippable_state() if tc.nan_policy == "skip" else None
         try:
-            metrics = exp.model.train_step(xb, yb, lambda name, loss: self.apply(name, loss, lr, state))
+            with D.step_batch(len(xb), total):
+                metrics = exp.model.train_step(xb, yb, lambda name, loss: self.apply(name, loss, lr, state))
         except _SkipBatch as skip:
             self.restore_state(before)
             state.skipped += 1
@@ -400,11 +440,14 @@ class Trainer:
                                   f"{state.skipped} of at most {tc.max_skips} skipped")
             state.batch += 1
             return
+        metrics, stop = D.reduce_metrics(metrics, len(xb), total, self.stop_requested is not None)
+        if stop:
+            self.stop_agreed = self.stop_requested or "a signal to another rank"
         state.step += 1
         state.batch += 1
         for k, v in metrics.items():
-            state.sums[k] = state.sums.get(k, 0.0) + v * len(xb)
-        state.seen += len(xb)
+            state.sums[k] = state.sums.get(k, 0.0) + v * total
+        state.seen += total
         self.reporter.step(state, metrics, lr)
         if state.step % tc.log_every == 0:
             self.log.write(state.step, state.epoch, "train", {**metrics, "lr": lr})
@@ -433,6 +476,7 @@ class Trainer:
     def apply(self, name: str, loss: float, lr: float, state: TrainState) -> None:
         """The update of optimizer ``name``: refuse non-finite values (skip or stop), clip, step."""
         tc, opt = self.exp.cfg.train, self.exp.optimizers[name]
+        loss = D.reduce_gradients(opt.group, loss)  # the global batch's gradients and loss, under mpiexec
         bad = self.non_finite(loss)
         if bad:
             if tc.nan_policy == "skip" and state.skipped < tc.max_skips:
@@ -479,7 +523,7 @@ class Trainer:
                 state.bad_epochs = 0
             else:
                 state.bad_epochs += 1
-        self.stopped_by_reporter = self.reporter.epoch_end(state.epoch, watched)
+        self.stopped_by_reporter = D.broadcast(self.reporter.epoch_end(state.epoch, watched))  # rank 0 reports
         state.epoch, state.batch, state.sums, state.seen, state.epoch_rng = state.epoch + 1, 0, {}, 0, None
         if improved:
             self.checkpoint(state, "best")
@@ -490,9 +534,14 @@ class Trainer:
         return self.exp.splits.val_x is not None and len(self.exp.splits.val_x) > 0
 
     def validate(self, state: TrainState) -> dict[str, float]:
-        exp = self.exp
-        val = {f"val_{k}": v for k, v in exp.model.eval_metrics(exp.splits.val_x, exp.splits.val_y,
-                                                                 exp.cfg.data.batch_size).items()}
+        exp, x, y = self.exp, self.exp.splits.val_x, self.exp.splits.val_y
+        if D.world() is None:
+            val = {f"val_{k}": v for k, v in exp.model.eval_metrics(x, y, exp.cfg.data.batch_size).items()}
+        else:  # each rank its part of the split, then the sums of all parts
+            part = D.my_slice(len(x))
+            means = exp.model.eval_metrics(x[part], y[part], exp.cfg.data.batch_size)
+            sums = D.reduce_sums({k: v * (part.stop - part.start) for k, v in means.items()})
+            val = {f"val_{k}": v / len(x) for k, v in sums.items()}
         self.log.write(state.step, state.epoch, "val", val)
         return val
 
@@ -503,6 +552,13 @@ class Trainer:
     @staticmethod
     def _epoch_means(state: TrainState) -> dict[str, float]:
         return {k: v / state.seen for k, v in state.sums.items()} if state.seen else {}
+
+
+class _Unwritten(MetricsLog):
+    """The metrics log of a rank other than 0: counts what rank 0 writes, writes nothing."""
+
+    def write(self, step: int, epoch: int, split: str, metrics: dict[str, float]) -> None:
+        self.lines += len(metrics)
 
 
 @contextmanager

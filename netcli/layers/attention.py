@@ -17,6 +17,7 @@ import numpy as np
 from pydantic import Field
 
 from .. import backend as B
+from .. import distributed as D
 from .base import GradCase, Layer, LayerConfig, ShapeError, register_layer
 from .context import Context
 from .dense import Dense
@@ -63,7 +64,8 @@ def attention_forward(q, k, v, mask=None, dropout: float = 0.0, rng: np.random.G
     p = softmax_(s, masked=mask is not None)  # (..., Tq, Tk)
     drop = None
     if dropout > 0:
-        drop = (rng.random(p.shape, dtype=p.dtype) >= dropout) * p.dtype.type(1 / (1 - dropout))
+        keep = D.draw(lambda shape: rng.random(shape, dtype=p.dtype), p.shape) >= dropout  # the global batch's, under MPI
+        drop = keep * p.dtype.type(1 / (1 - dropout))
         pd = p * drop  # (..., Tq, Tk) the probabilities actually used
     else:
         pd = p

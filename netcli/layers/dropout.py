@@ -1,7 +1,8 @@
 """Inverted dropout: zero each entry with probability ``rate`` and scale the rest by 1/(1 - rate).
 
 Scaling at train time keeps the expected output equal to the input, so eval
-mode is the identity. The mask is drawn from the layer's generator.
+mode is the identity. The mask is drawn from the layer's generator (for the
+global batch under MPI, each rank keeping its rows: see distributed.draw).
 """
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Literal
 import numpy as np
 from pydantic import Field
 
+from .. import distributed as D
 from .base import GradCase, Layer, LayerConfig, register_layer
 
 
@@ -28,7 +30,7 @@ class Dropout(Layer):
         if not training or rate == 0:
             self.mask = None
             return x
-        keep = self.rng.random(x.shape, dtype=x.dtype) >= rate  # (N, ...) True with probability 1 - rate
+        keep = D.draw(lambda shape: self.rng.random(shape, dtype=x.dtype), x.shape) >= rate  # (N, ...) True w.p. 1 - rate
         self.mask = keep * x.dtype.type(1 / (1 - rate))
         return x * self.mask
 

@@ -14,6 +14,7 @@ import numpy as np
 from pydantic import Field
 
 from .. import backend as B
+from .. import distributed as D
 from .base import GradCase, Layer, LayerConfig, ShapeError, register_layer
 
 
@@ -24,6 +25,8 @@ class BatchNorm(Layer):
     Inputs (N, F) and (N, T, F) are normalised per feature F (the last axis,
     like dense), (N, C, H, W) per channel C over N, H and W. Training uses the
     batch's statistics and updates the running ones; eval uses the running ones.
+    Under MPI the statistics are those of the global batch: each rank's sums are
+    summed over the ranks (distributed.batch_sums), so N ranks equal one process.
     """
 
     class Config(LayerConfig):
@@ -56,17 +59,17 @@ class BatchNorm(Layer):
         chunks = B.batch_chunks(x3)  # each pass over x runs on the engine's threads, in parts of M
         xc = B.empty(x3.shape, dtype=x.dtype)
         if training:
-            count = x3.shape[0] * x3.shape[2]
+            count = D.global_rows(x3.shape[0]) * x3.shape[2]
             if count < 2:  # the output would be beta, the input gradient 0, the running variance shrunk
                 raise ValueError(f"batchnorm: a training batch needs more than one value per feature, got "
                                  f"input {x.shape} (set data.drop_last: true)")
-            mean = sum(B.parallel(lambda s: np.einsum("mfp->f", x3[s]), chunks)) / count  # (F,)
+            mean = D.batch_sums(sum(B.parallel(lambda s: np.einsum("mfp->f", x3[s]), chunks))) / count  # (F,)
 
             def center(s):  # xc = x - mean, and its share of the sum of squares
                 np.subtract(x3[s], mean[:, None], out=xc[s])
                 return np.einsum("mfp,mfp->f", xc[s], xc[s])
 
-            var = sum(B.parallel(center, chunks)) / count
+            var = D.batch_sums(sum(B.parallel(center, chunks))) / count
             self._update_running(mean, var, count)
         else:
             var = self.buffers["running_var"]
@@ -108,7 +111,9 @@ class BatchNorm(Layer):
             return dx.reshape(dy.shape)
         # The module docstring's formula with gamma constant over the reduced axes, folded in:
         # dx = gamma / std * (dy - (sum(dy) + xhat * sum(dy * xhat)) / M), in place on one fresh array
-        count = dy3.shape[0] * dy3.shape[2]
+        # (sums and M over the global batch under MPI; gamma and beta above keep this rank's share)
+        count = D.global_rows(dy3.shape[0]) * dy3.shape[2]
+        sum_dy, sum_dy_xhat = D.batch_sums(np.stack([sum_dy, sum_dy_xhat]), gradient=True)
 
         def chunk(s):
             np.multiply(self.xhat[s], (-sum_dy_xhat / count)[:, None], out=dx[s])

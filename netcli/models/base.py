@@ -31,6 +31,7 @@ from typing import Any, Callable, ClassVar, Iterator
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
+from .. import backend as B
 from ..errors import UserError
 from ..layers.base import Layer, ShapeError, named_buffers
 from ..params import ParamGroup, pack
@@ -129,7 +130,7 @@ class Model:
         """Sample-weighted means of eval_batch's metrics over a whole split (validation, `netcli eval`)."""
         sums: dict[str, float] = {}
         for i in range(0, len(x), batch_size):
-            xb, yb = x[i:i + batch_size], y[i:i + batch_size]
+            xb, yb = B.as_input(x[i:i + batch_size]), B.as_input(y[i:i + batch_size])  # a float64 run in float64
             for k, v in self.eval_batch(xb, yb).items():
                 sums[k] = sums.get(k, 0.0) + v * len(xb)
         return {k: v / len(x) for k, v in sums.items()}

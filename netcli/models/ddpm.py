@@ -26,6 +26,7 @@ import numpy as np
 from pydantic import Field, model_validator
 
 from .. import backend as B
+from .. import distributed as D
 from ..errors import UserError
 from ..layers.base import named_buffers, named_params
 from ..layers.container import Sequential
@@ -160,9 +161,9 @@ class DDPM(Model):
         return {"loss": self.mse.forward(pred, eps)}
 
     def draw(self, x, rng):
-        """A timestep per image and the noise to add."""
-        t = rng.integers(0, self.config.timesteps, len(x))
-        return t, B.asarray(rng.standard_normal(x.shape))
+        """A timestep per image and the noise to add (drawn for the global batch under MPI, this rank's rows kept)."""
+        t = D.draw(lambda shape: rng.integers(0, self.config.timesteps, shape), (len(x),))
+        return t, B.asarray(D.draw(rng.standard_normal, x.shape))
 
     def train_batch(self, x, y):
         self.update_ema()

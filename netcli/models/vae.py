@@ -24,6 +24,7 @@ import numpy as np
 from pydantic import Field
 
 from .. import backend as B
+from .. import distributed as D
 from ..layers.base import ShapeError
 from ..layers.container import Sequential
 from ..losses import make_loss
@@ -99,7 +100,7 @@ class VAE(Model):
         self.encoder.backward(np.concatenate([dmu, dlogvar], axis=1))
 
     def noise(self, n, rng):
-        return B.asarray(rng.standard_normal((n, self.config.latent_dim)))
+        return B.asarray(D.draw(rng.standard_normal, (n, self.config.latent_dim)))  # the global batch's, under MPI
 
     def train_batch(self, x, y):
         metrics = self._forward(x, self.noise(len(x), self.rng), training=True)
