@@ -405,7 +405,12 @@ def work(sweep: Sweep, worker: int = 0, say=print) -> None:
             study.tell(trial, state=optuna.trial.TrialState.FAIL)
             break
         t0 = time.time()
-        state, value, message = run_trial(sweep, study, trial)
+        try:
+            state, value, message = run_trial(sweep, study, trial)
+        except BaseException:  # a Ctrl-C outside the run's own handler: the trial must not stay RUNNING
+            if study.get_trials(deepcopy=False)[trial.number].state == optuna.trial.TrialState.RUNNING:
+                _requeue(study, trial, trial.params)
+            raise
         shown = f"{sweep.cfg.objective.metric} {value:.5g}" if value is not None else message
         say(f"trial {trial.number} ({state}, worker {worker}, {time.time() - t0:.0f} s): {shown}  "
             f"{', '.join(f'{k}={_short(v)}' for k, v in trial.params.items())}")

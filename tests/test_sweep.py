@@ -108,7 +108,7 @@ pruner: none
 
 
 def test_ctrl_c_stops_the_workers_and_a_rerun_resumes(tiny):
-    path = sweep_here(tiny, SWEEP.replace("train.epochs: 4", "train.epochs: 12").replace("trials: 8", "trials: 2")
+    path = sweep_here(tiny, SWEEP.replace("train.epochs: 4", "train.epochs: 60").replace("trials: 8", "trials: 2")
                       .replace("type: median", "type: none"))
     p = run_cli(tiny, "sweep", path, "--workers", "2")
     db = tiny / "sweeps" / "sw" / "study.db"
