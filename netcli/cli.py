@@ -547,6 +547,25 @@ def _duration(seconds: float | None) -> str:
     return f"{h}h{m:02d}m{s:02d}s" if h else f"{m}m{s:02d}s" if m else f"{s}s"
 
 
+# -- the web app ------------------------------------------------------------------------------
+
+
+@app.command()
+@user_errors
+def ui(runs_dir: Path = typer.Option(Path("runs"), "--runs-dir", help="the runs directory to show"),
+       host: str = typer.Option("127.0.0.1", "--host", help="address to listen on (0.0.0.0: every interface)"),
+       port: int = typer.Option(8765, "--port", min=0, max=65535, help="port to listen on (0: any free one)"),
+       open_browser: bool = typer.Option(False, "--open", help="open the page in a web browser")):
+    """A local web app: runs, live training curves, comparisons and a playground."""
+    from .ui import serve
+
+    try:
+        serve(runs_dir, host, port, open_browser,
+              ready=lambda url: out.print(f"netcli ui: {runs_dir} at {url}  (Ctrl-C stops)"))
+    except KeyboardInterrupt:
+        pass
+
+
 # -- data ---------------------------------------------------------------------------------
 
 

@@ -238,6 +238,38 @@ class MetricsLog:
             write_text(self.path, "".join(line if line.endswith("\n") else "" for line in keep))
 
 
+def read_metrics_after(path: Path, offset: int = 0, file_id: str | None = None,
+                       max_bytes: int = 4 << 20) -> dict[str, Any]:
+    """The whole lines of metrics.jsonl from byte ``offset`` on (at most about ``max_bytes``), for live readers.
+
+    Returns ``{"records", "next", "file", "reset", "more"}``: pass ``next`` and ``file`` back to read on.
+    A log rewritten since ``file_id`` was taken (a resume cuts it and renames a new file in) or one now
+    shorter than ``offset`` is read again from 0 with ``reset`` true. A line still being written waits
+    for its newline; a damaged line is skipped.
+    """
+    try:
+        with open(path, "rb") as f:
+            st = os.fstat(f.fileno())
+            fid = f"{st.st_dev}-{st.st_ino}"
+            reset = offset > st.st_size or (file_id is not None and file_id != fid)
+            offset = 0 if reset else offset
+            f.seek(offset)
+            data = f.read(max_bytes)
+            more = f.read(1) != b""
+    except FileNotFoundError:
+        return {"records": [], "next": 0, "file": None, "reset": offset > 0 or file_id is not None, "more": False}
+    end = data.rfind(b"\n") + 1  # whole lines only
+    records = []
+    for line in data[:end].splitlines():
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(rec, dict):
+            records.append(rec)
+    return {"records": records, "next": offset + end, "file": fid, "reset": reset, "more": more and end > 0}
+
+
 def read_metrics(path: Path) -> list[dict]:
     if not Path(path).exists():
         return []

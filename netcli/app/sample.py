@@ -20,7 +20,6 @@ from PIL import Image
 from ..atomic import atomic_file
 from ..errors import UserError
 from ..models.base import require
-from ..train import Experiment
 from .evaluate import load_run
 
 
@@ -49,9 +48,8 @@ def grid(images: np.ndarray, cols: int, pad: int = 2, scale: int = 2, background
     return (np.clip(sheet, 0, 1) * 255).round().astype(np.uint8)
 
 
-def held_out_images(exp: Experiment, n: int, rng: np.random.Generator) -> np.ndarray:
-    """``n`` distinct images drawn from the test split (the validation split if there is none)."""
-    x = exp.splits.test_x if exp.splits.test_x is not None else exp.splits.val_x
+def held_out_images(x: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+    """``n`` distinct images drawn from ``x``, a held-out split."""
     if n > len(x):
         raise UserError(f"asked for {n} images but the held-out split has {len(x)}")
     return x[np.sort(rng.choice(len(x), n, replace=False))]
@@ -64,6 +62,28 @@ def interpolation(model, a: np.ndarray, b: np.ndarray, n: int) -> np.ndarray:
     return model.decode((1 - w) * za + w * zb)
 
 
+def generate(model, shape: tuple[int, ...], n: int, rng: np.random.Generator,
+             held_out: Callable[[int], np.ndarray], steps: int | None = None, interpolate: bool = False,
+             progress: Callable[[int, int], None] | None = None) -> tuple[np.ndarray, np.ndarray, str, int]:
+    """What `netcli sample` and the UI's playground make: (arrays, tiles, name, cols) for a grid of ``cols``.
+
+    ``held_out(k)`` gives k test images (the two ends of an interpolation, images to reconstruct);
+    ``steps`` is already the model's own (``model.sample_steps``); the caller has checked the capability.
+    """
+    if interpolate:
+        a, b = held_out(2)
+        arrays = interpolation(model, a, b, n)
+        return arrays, as_images(arrays, shape), "interpolation", min(n, 16)
+    if "sample" in model.capabilities:
+        arrays = model.sample(n, rng, steps=steps, progress=progress)
+        return arrays, as_images(arrays, shape), "samples" + (f"-ddim{steps}" if steps is not None else ""), \
+            math.ceil(math.sqrt(n))
+    x = held_out(n)
+    arrays = np.stack([x, model.reconstruct(x)], axis=1)  # (n, 2, *shape)
+    tiles = as_images(arrays.reshape(2 * n, *shape), shape)  # original, reconstruction, original, ...
+    return arrays, tiles, "reconstructions", 2 * math.ceil(math.sqrt(n / 2))  # pairs in a near-square picture
+
+
 def sample_run(run: Path | str, n: int = 64, seed: int = 0, steps: int | None = None, out: Path | None = None,
                interpolate: bool = False, progress: Callable[[int, int], None] | None = None) -> dict[str, Path]:
     """Generate from a run's best checkpoint; write a PNG grid and a .npy. Returns their paths."""
@@ -73,22 +93,9 @@ def sample_run(run: Path | str, n: int = 64, seed: int = 0, steps: int | None = 
         require(model, "latent", "--interpolate")
     elif not model.capabilities & {"sample", "reconstruct"}:
         require(model, "sample", f"{run_dir}: netcli sample")
-    steps = model.sample_steps(steps)
-    shape = exp.splits.input_shape
-    if interpolate:
-        a, b = held_out_images(exp, 2, rng)
-        arrays = interpolation(model, a, b, n)
-        tiles, name, cols = as_images(arrays, shape), "interpolation", min(n, 16)
-    elif "sample" in model.capabilities:
-        arrays = model.sample(n, rng, steps=steps, progress=progress)
-        tiles, name, cols = as_images(arrays, shape), "samples", math.ceil(math.sqrt(n))
-        if steps is not None:
-            name += f"-ddim{steps}"
-    else:
-        x = held_out_images(exp, n, rng)
-        arrays = np.stack([x, model.reconstruct(x)], axis=1)  # (n, 2, *shape)
-        tiles = as_images(arrays.reshape(2 * n, *shape), shape)  # original, reconstruction, original, ...
-        name, cols = "reconstructions", 2 * math.ceil(math.sqrt(n / 2))  # pairs in a near-square picture
+    x = exp.splits.test_x if exp.splits.test_x is not None else exp.splits.val_x
+    arrays, tiles, name, cols = generate(model, exp.splits.input_shape, n, rng, lambda k: held_out_images(x, k, rng),
+                                         model.sample_steps(steps), interpolate, progress)
     png = Path(out) if out is not None else run_dir / "samples" / f"{name}-seed{seed}.png"
     png = png if png.suffix == ".png" else png.with_name(png.name + ".png")
     npy = png.with_suffix(".npy")
