@@ -268,3 +268,57 @@ def test_it_binds_127_0_0_1_by_default(tmp_path):
         assert server.server_address[0] == "127.0.0.1"
     finally:
         server.server_close()
+
+
+# -- the command ---------------------------------------------------------------------------------
+
+
+def test_netcli_ui_serves_until_interrupted(ui_runs):
+    import signal
+    import subprocess
+    import sys
+
+    root, runs = ui_runs
+    proc = subprocess.Popen([sys.executable, "-c", "from netcli.cli import main; main()", "ui", "--runs-dir", str(root),
+                             "--port", "0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = proc.stdout.readline()
+        assert line.startswith(f"netcli ui: {root} at http://127.0.0.1:"), line
+        url = line.split(" at ")[1].split()[0]
+        assert {r["id"] for r in get_json(url, "/api/runs")["runs"]} == {run_id(root, d) for d in runs.values()}
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(10) == 0
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_netcli_ui_refuses_a_missing_runs_dir_and_a_busy_port(tmp_path):
+    import socket
+
+    from tinyrun import invoke
+
+    r = invoke("ui", "--runs-dir", tmp_path / "nope")
+    assert r.exit_code == 2 and r.output.strip() == f"error: {tmp_path / 'nope'}: no such runs directory " \
+                                                     "(train a run first, or pass --runs-dir)"
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        r = invoke("ui", "--runs-dir", tmp_path, "--port", port)
+    assert r.exit_code == 2 and r.output.startswith(f"error: cannot listen on 127.0.0.1:{port} (")
+    assert len(r.output.strip().splitlines()) == 1
+
+
+def test_resolve_under_refuses_absolute_paths_dotdot_and_symlinks_out(tmp_path):
+    from netcli.ui.api import BadRequest, resolve_under
+
+    root = tmp_path / "runs"
+    (root / "a").mkdir(parents=True)
+    (root / "up").symlink_to(tmp_path)
+    (root / "inside").symlink_to(root / "a")
+    assert resolve_under(root, "a") == root / "a"
+    assert resolve_under(root, "inside") == root / "a"  # a symlink that stays inside is fine
+    for bad in ("/etc/passwd", "../x", "a/../../x", "up", "up/secret", "a\\..\\x", "a\0"):
+        with pytest.raises(BadRequest):
+            resolve_under(root, bad)
