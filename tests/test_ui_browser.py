@@ -225,3 +225,68 @@ def test_a_thousand_runs_load_in_under_a_second(ui_runs, tmp_path, page):
         server.stop()
     print(f"1,000 runs: page loaded and drawn in {seconds:.3f} s")
     assert seconds < 1.0
+
+
+# -- playground: generative models and sequences ---------------------------------------------------
+
+
+def grid_pixels(data_url: str) -> np.ndarray:
+    import base64
+    import io
+
+    from PIL import Image
+
+    return np.array(Image.open(io.BytesIO(base64.b64decode(data_url.split(",", 1)[1]))))
+
+
+def test_ddpm_playground_generates_with_the_chosen_ddim_steps(ui_runs, ui_server, page, shots, tmp_path):
+    from PIL import Image
+
+    from netcli.sample import sample_run
+
+    root, runs = ui_runs
+    page.goto(f"{ui_server}#/play/{rid(root, runs['ddpm'])}")
+    page.fill("#n", "9")
+    page.fill("#seed", "4")
+    page.fill("#steps", "4")
+    page.evaluate("""() => { window.progressSeen = [];
+        new MutationObserver(() => window.progressSeen.push(document.getElementById('status').textContent))
+          .observe(document.getElementById('status'), {childList: true}); }""")
+    page.click("#go")
+    page.wait_for_selector("#status[data-done]")
+    assert "4 / 4 steps" in page.evaluate("window.progressSeen")  # progress was shown on the way
+    png = sample_run(runs["ddpm"], n=9, seed=4, steps=4, out=tmp_path / "s.png")["png"]
+    np.testing.assert_array_equal(grid_pixels(page.get_attribute("#grid", "src")), np.array(Image.open(png)))
+    shots(page, "playground_ddpm")
+
+
+def test_vae_playground_samples_and_walks_between_two_test_digits(ui_runs, ui_server, page, shots):
+    root, runs = ui_runs
+    page.goto(f"{ui_server}#/play/{rid(root, runs['vae'])}")
+    page.click("#go")
+    page.wait_for_selector("#status[data-done]")
+    assert grid_pixels(page.get_attribute("#grid", "src")).ndim == 2
+    page.click("#pick")
+    page.wait_for_selector("#frames img")
+    frames = page.eval_on_selector_all("#frames img", "is => is.map(i => i.src)")
+    assert len(frames) == 16 and len(set(frames)) > 1  # the decodes change along the line
+    page.fill("#slider", "9")
+    page.dispatch_event("#slider", "input")
+    assert page.get_attribute("#frame", "src") == frames[9]
+    assert page.eval_on_selector_all("#frames img.on", "is => is.length") == 1
+    shots(page, "playground_vae")
+
+
+def test_sequence_playground_shows_per_token_outputs(ui_runs, ui_server, page, shots):
+    from netcli.trained import load_run
+
+    root, runs = ui_runs
+    page.goto(f"{ui_server}#/play/{rid(root, runs['reverse'])}")
+    page.fill("#seq", "905172")
+    page.wait_for_function("document.querySelectorAll('#tokens table tr').length === 4 && "
+                           "[...document.querySelectorAll('#tokens tr:nth-child(2) td')].map(t => t.innerText).join('') === '905172'")
+    shown = page.eval_on_selector_all("#tokens tr:nth-child(3) td", "ts => ts.map(t => +t.innerText)")
+    assert shown == load_run(runs["reverse"]).predict(np.array([[9, 0, 5, 1, 7, 2]]))[0].tolist()
+    page.fill("#seq", "12x")
+    page.wait_for_function("document.getElementById('seq-error').textContent.length > 0")
+    shots(page, "playground_sequence")
