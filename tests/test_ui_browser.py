@@ -51,14 +51,6 @@ def page(browser):
     assert not errors, errors  # no uncaught script error on any page
 
 
-@pytest.fixture
-def shots(tmp_path):
-    """Where screenshots go: $NETCLI_UI_SCREENSHOTS, else the test's tmp folder."""
-    folder = Path(os.environ.get("NETCLI_UI_SCREENSHOTS") or tmp_path)
-    folder.mkdir(parents=True, exist_ok=True)
-    return lambda pg, name: pg.screenshot(path=str(folder / f"ui_{name}.png"), full_page=True)
-
-
 def rid(root: Path, run_dir: Path) -> str:
     return run_dir.relative_to(root).as_posix()
 
@@ -77,7 +69,7 @@ def records_by_series(records: list[dict]) -> dict[str, list]:
 # -- runs ---------------------------------------------------------------------------------------
 
 
-def test_runs_page_lists_every_run(ui_runs, ui_server, page, shots):
+def test_runs_page_lists_every_run(ui_runs, ui_server, page):
     root, runs = ui_runs
     page.goto(ui_server)
     page.wait_for_selector("table.runs tbody tr")
@@ -88,10 +80,9 @@ def test_runs_page_lists_every_run(ui_runs, ui_server, page, shots):
     assert {i: (s, m) for i, s, m in rows} == expect
     cell = page.inner_text(f"tr[data-id='{rid(root, runs['a'])}'] td:nth-child(7)")
     assert cell == f"accuracy {json.loads((runs['a'] / 'eval.json').read_text())['metrics']['accuracy']:.4g}"
-    shots(page, "runs")
 
 
-def test_run_page_draws_every_logged_point(ui_runs, ui_server, page, shots):
+def test_run_page_draws_every_logged_point(ui_runs, ui_server, page):
     root, runs = ui_runs
     page.goto(f"{ui_server}#/run/{rid(root, runs['a'])}")
     page.wait_for_selector("#confusion td[data-count]")
@@ -105,7 +96,6 @@ def test_run_page_draws_every_logged_point(ui_runs, ui_server, page, shots):
     assert cells == [c for row in ev["confusion_matrix"] for c in row]
     assert page.text_content("#config") == (runs["a"] / "config.yaml").read_text()
     assert "best.npz" in page.inner_text("#details")
-    shots(page, "run")
 
 
 def test_epoch_axis_shows_the_per_epoch_points(ui_runs, ui_server, page):
@@ -134,7 +124,7 @@ train: {epochs: 50, log_every: 5}
 """
 
 
-def test_a_training_run_appears_and_its_curve_grows_live(tmp_path, page, shots):
+def test_a_training_run_appears_and_its_curve_grows_live(tmp_path, page):
     from uirig import LiveServer
 
     root = tmp_path / "runs"
@@ -186,7 +176,7 @@ def test_a_training_run_appears_and_its_curve_grows_live(tmp_path, page, shots):
         server.stop()
 
 
-def test_compare_two_runs(ui_runs, ui_server, page, shots):
+def test_compare_two_runs(ui_runs, ui_server, page):
     root, runs = ui_runs
     a, b = rid(root, runs["a"]), rid(root, runs["b"])
     page.goto(ui_server)
@@ -201,7 +191,6 @@ def test_compare_two_runs(ui_runs, ui_server, page, shots):
     for run_dir, run in ((runs["a"], a), (runs["b"], b)):
         for key, points in records_by_series(read_metrics(run_dir / "metrics.jsonl")).items():
             assert got[f"{run}:{key}"] == points
-    shots(page, "compare")
 
 
 def test_a_thousand_runs_load_in_under_a_second(ui_runs, tmp_path, page):
@@ -239,7 +228,7 @@ def grid_pixels(data_url: str) -> np.ndarray:
     return np.array(Image.open(io.BytesIO(base64.b64decode(data_url.split(",", 1)[1]))))
 
 
-def test_ddpm_playground_generates_with_the_chosen_ddim_steps(ui_runs, ui_server, page, shots, tmp_path):
+def test_ddpm_playground_generates_with_the_chosen_ddim_steps(ui_runs, ui_server, page, tmp_path):
     from PIL import Image
 
     from netcli.sample import sample_run
@@ -257,10 +246,9 @@ def test_ddpm_playground_generates_with_the_chosen_ddim_steps(ui_runs, ui_server
     assert "4 / 4 steps" in page.evaluate("window.progressSeen")  # progress was shown on the way
     png = sample_run(runs["ddpm"], n=9, seed=4, steps=4, out=tmp_path / "s.png")["png"]
     np.testing.assert_array_equal(grid_pixels(page.get_attribute("#grid", "src")), np.array(Image.open(png)))
-    shots(page, "playground_ddpm")
 
 
-def test_vae_playground_samples_and_walks_between_two_test_digits(ui_runs, ui_server, page, shots):
+def test_vae_playground_samples_and_walks_between_two_test_digits(ui_runs, ui_server, page):
     root, runs = ui_runs
     page.goto(f"{ui_server}#/play/{rid(root, runs['vae'])}")
     page.click("#go")
@@ -274,10 +262,9 @@ def test_vae_playground_samples_and_walks_between_two_test_digits(ui_runs, ui_se
     page.dispatch_event("#slider", "input")
     assert page.get_attribute("#frame", "src") == frames[9]
     assert page.eval_on_selector_all("#frames img.on", "is => is.length") == 1
-    shots(page, "playground_vae")
 
 
-def test_sequence_playground_shows_per_token_outputs(ui_runs, ui_server, page, shots):
+def test_sequence_playground_shows_per_token_outputs(ui_runs, ui_server, page):
     from netcli.trained import load_run
 
     root, runs = ui_runs
@@ -289,4 +276,161 @@ def test_sequence_playground_shows_per_token_outputs(ui_runs, ui_server, page, s
     assert shown == load_run(runs["reverse"]).predict(np.array([[9, 0, 5, 1, 7, 2]]))[0].tolist()
     page.fill("#seq", "12x")
     page.wait_for_function("document.getElementById('seq-error').textContent.length > 0")
-    shots(page, "playground_sequence")
+
+
+# -- playground: drawing a digit ------------------------------------------------------------------
+
+
+def draw(page, image: list[list[float]], threshold: float = 0.5) -> int:
+    """Trace an image on the drawing pad with the mouse, one stroke per run of inked pixels in each row.
+
+    Returns how many predictions the page had shown before the last stroke ended (while drawing).
+    """
+    box = page.locator("#pad").bounding_box()
+    h, w = len(image), len(image[0])
+    sx, sy = box["width"] / w, box["height"] / h
+    strokes = []
+    for r, row in enumerate(image):
+        c = 0
+        while c < w:
+            if row[c] > threshold:
+                c0 = c
+                while c + 1 < w and row[c + 1] > threshold:
+                    c += 1
+                strokes.append((r, c0, c))
+            c += 1
+    shown = 0
+    for i, (r, c0, c1) in enumerate(strokes):
+        y = box["y"] + (r + 0.5) * sy
+        page.mouse.move(box["x"] + (c0 + 0.5) * sx, y)
+        page.mouse.down()
+        page.mouse.move(box["x"] + (c1 + 0.5) * sx, y, steps=max(2, c1 - c0))
+        if i == len(strokes) - 1:
+            shown = int(page.get_attribute("#prediction", "data-count") or 0)
+        page.mouse.up()
+    return shown
+
+
+def cli_predict(run_dir: Path, image: Path) -> dict:
+    """`netcli predict RUN IMAGE --json`, run as a user runs it."""
+    out = subprocess.run([sys.executable, "-c", "from netcli.cli import main; main()", "predict", str(run_dir),
+                          str(image), "--json"], capture_output=True, text=True, check=True).stdout
+    return json.loads(out)
+
+
+def posted_image(page, path: Path) -> Path:
+    """The PNG the page sent with its last prediction, saved to ``path``."""
+    import base64
+
+    data = page.evaluate("""async () => { const b = new Uint8Array(await window.lastPosted.arrayBuffer());
+        let s = ""; for (const x of b) s += String.fromCharCode(x); return btoa(s); }""")
+    path.write_bytes(base64.b64decode(data))
+    return path
+
+
+def test_a_real_test_digit_drawn_with_the_mouse_is_read_as_netcli_predict_reads_it(ui_runs, ui_server, page, tmp_path):
+    root, runs = ui_runs
+    run = runs["digits"]
+    page.goto(f"{ui_server}#/play/{rid(root, run)}")
+    page.wait_for_selector("#pad")
+    sample = json.loads(page.evaluate(f"fetch('/api/runs/{rid(root, run)}/test/7').then(r => r.text())"))
+    during = draw(page, sample["image"])
+    assert during >= 1  # the probabilities updated while drawing, before the last stroke ended
+    page.wait_for_selector("#prediction[data-state=done]")
+    shown = int(page.get_attribute("#prediction", "data-class"))
+    bars = page.eval_on_selector_all(".bar .p", "ps => ps.map(p => parseFloat(p.innerText))")
+    result = cli_predict(run, posted_image(page, tmp_path / "drawn.png"))
+    assert shown == result["classes"][0]
+    np.testing.assert_allclose(bars, 100 * np.array(result["probabilities"][0]), atol=0.051)
+    # the test image itself, loaded with the button, is read like the file
+    page.click("#clear")
+    page.evaluate("Math.random = () => 0.5")
+    page.click("#test")
+    page.wait_for_function("document.getElementById('test-label').textContent.startsWith('test image')")
+    page.wait_for_selector("#prediction[data-state=done]")
+    shown = int(page.get_attribute("#prediction", "data-class"))
+    assert shown == cli_predict(run, posted_image(page, tmp_path / "test.png"))["classes"][0]
+
+
+def test_a_prediction_round_trip_from_the_page(ui_runs, ui_server, page):
+    root, runs = ui_runs
+    page.goto(f"{ui_server}#/play/{rid(root, runs['digits'])}")
+    page.wait_for_selector("#pad")
+    sample = json.loads(page.evaluate(f"fetch('/api/runs/{rid(root, runs['digits'])}/test/3').then(r => r.text())"))
+    draw(page, sample["image"])
+    times = []
+    for _ in range(20):
+        page.evaluate("document.getElementById('prediction').dataset.state = 'x'")
+        box = page.locator("#pad").bounding_box()
+        page.mouse.move(box["x"] + 5, box["y"] + 5)
+        page.mouse.down()
+        page.mouse.up()
+        page.wait_for_selector("#prediction[data-state=done]")
+        times.append(float(page.get_attribute("#latency", "data-ms")))
+    print(f"playground round trip (tiny CNN): median {np.median(times):.1f} ms, max {max(times):.1f} ms")
+    assert np.median(times) < 100
+
+
+# -- screenshots ------------------------------------------------------------------------------------
+
+
+def test_screenshots_of_every_page(ui_runs, page, tmp_path):
+    """Each page, drawn from real runs: $NETCLI_UI_RUNS (the README's: see there) or the tiny ones."""
+    from uirig import LiveServer
+
+    from netcli.ui.api import RunsAPI
+    from netcli.ui.playground import Playground
+
+    root = Path(os.environ.get("NETCLI_UI_RUNS") or ui_runs[0])
+    folder = Path(os.environ.get("NETCLI_UI_SCREENSHOTS") or tmp_path)
+    folder.mkdir(parents=True, exist_ok=True)
+    records = sorted(list_runs(root), key=lambda r: r.stamp, reverse=True)  # newest first
+    play = Playground(RunsAPI(root))
+
+    def kind(r):
+        try:
+            return play.describe(Path(r.path))["kind"]
+        except Exception:  # a run without a checkpoint, or an older checkpoint format
+            return None
+
+    by_kind = {}
+    for r in records:
+        by_kind.setdefault(kind(r), r)
+    clf = by_kind["image_classifier"]
+    same = [r for r in records if r.name == clf.name]
+    pair = same[:2] if len(same) > 1 else [r for r in records if r.model == "classifier"][:2]
+    server = LiveServer(root)
+    try:
+        def shot(fragment: str, ready: str, name: str, before=None):
+            page.goto(server.url + fragment)
+            page.wait_for_selector(ready)
+            if before:
+                before()
+            page.wait_for_timeout(300)
+            page.screenshot(path=str(folder / f"ui_{name}.png"), full_page=True)
+
+        shot("#/", "table.runs tbody tr", "runs")
+        shot(f"#/run/{rid(root, Path(clf.path))}", "polyline[data-series]", "run")
+        shot("#/compare?" + "&".join(f"run={rid(root, Path(r.path))}" for r in pair), "#config-diff, #diff p", "compare")
+
+        def draw_test_digit():
+            sample = json.loads(page.evaluate(f"fetch('/api/runs/{rid(root, Path(clf.path))}/test/0').then(r => r.text())"))
+            draw(page, sample["image"])
+            page.wait_for_selector("#prediction[data-state=done]")
+
+        shot(f"#/play/{rid(root, Path(clf.path))}", "#pad", "playground", draw_test_digit)
+        for k in ("vae", "ddpm"):
+            if k in by_kind:
+                def generate():
+                    page.click("#go")
+                    page.wait_for_selector("#status[data-done]", timeout=300_000)
+                    if k == "vae":
+                        page.click("#pick")
+                        page.wait_for_selector("#frames img")
+                        page.fill("#slider", "7")
+                        page.dispatch_event("#slider", "input")
+
+                shot(f"#/play/{rid(root, Path(by_kind[k].path))}", "#go", f"playground_{k}", generate)
+    finally:
+        server.stop()
+    assert {p.name for p in folder.glob("ui_*.png")} >= {"ui_runs.png", "ui_run.png", "ui_compare.png", "ui_playground.png"}

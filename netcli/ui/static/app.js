@@ -401,6 +401,7 @@ function imagePlay(el, id, info) {
         const p = r.probabilities[0];
         out.textContent = r.labels ? r.labels[0] : r.classes[0];
         out.dataset.class = r.classes[0];
+        out.dataset.count = (+out.dataset.count || 0) + 1;  // predictions shown so far
         document.getElementById("confidence").textContent = `confidence ${(100 * Math.max(...p)).toFixed(1)}%`;
         document.getElementById("bars").innerHTML = bars(p, info.classes);
         if (r.input) grey(document.getElementById("seen"), r.input);
@@ -509,7 +510,7 @@ function vaePlay(el, id, info) {
   el.innerHTML = `<h2>Samples from the prior</h2>${sampleControls(false, info)}
     <h2>Walk between two test digits</h2>
     <div class="toolbar"><button id="pick">Two random test digits</button><span id="pair" class="muted"></span></div>
-    <div class="two"><div><img id="frame" class="pixel" width="168" height="168" alt=""></div>
+    <div class="two"><div><img id="frame" class="pixel" width="168" height="168" alt="" hidden></div>
       <div><input type="range" id="slider" min="0" max="15" value="0" disabled style="width:300px">
         <div class="frames" id="frames"></div></div></div>`;
   generator(el, id, () => ({n: +document.getElementById("n").value, seed: +document.getElementById("seed").value}));
@@ -518,6 +519,7 @@ function vaePlay(el, id, info) {
   const show = () => {
     const i = +slider.value;
     document.getElementById("frame").src = frames[i];
+    document.getElementById("frame").hidden = false;
     document.querySelectorAll("#frames img").forEach((img, j) => img.classList.toggle("on", i === j));
   };
   slider.addEventListener("input", show);
