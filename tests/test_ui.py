@@ -322,3 +322,26 @@ def test_resolve_under_refuses_absolute_paths_dotdot_and_symlinks_out(tmp_path):
     for bad in ("/etc/passwd", "../x", "a/../../x", "up", "up/secret", "a\\..\\x", "a\0"):
         with pytest.raises(BadRequest):
             resolve_under(root, bad)
+
+
+def test_a_diverged_runs_nan_reaches_the_page_as_null(ui_runs, tmp_path):
+    import shutil
+
+    from uirig import LiveServer
+
+    src = ui_runs[1]["a"]
+    run = tmp_path / "runs" / "nan" / "20260101-000000"
+    shutil.copytree(src, run)
+    summary = json.loads((run / "summary.json").read_text())
+    summary["metrics"]["train_loss"] = float("nan")
+    (run / "summary.json").write_text(json.dumps(summary))
+    with open(run / "metrics.jsonl", "a") as f:
+        f.write(json.dumps({"step": 99, "epoch": 3, "split": "train", "name": "loss", "value": float("inf")}) + "\n")
+    server = LiveServer(tmp_path / "runs")
+    try:
+        status, _, body = request(server.url, "GET", "/api/runs/nan/20260101-000000")
+        assert status == 200 and json.loads(body)["summary"]["metrics"]["train_loss"] is None
+        records = get_json(server.url, "/api/runs/nan/20260101-000000/metrics")["records"]
+        assert records[-1] == {"step": 99, "epoch": 3, "split": "train", "name": "loss", "value": None}
+    finally:
+        server.stop()

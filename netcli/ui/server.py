@@ -19,6 +19,7 @@ the server keeps serving; nothing under the runs directory is written.
 from __future__ import annotations
 
 import json
+import math
 import mimetypes
 import socket
 import sys
@@ -33,6 +34,7 @@ from typing import Any, Callable
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from ..errors import UserError
+from ..runs import json_default
 from .api import BadRequest, NotFound, RunsAPI, query_int
 
 MAX_BODY = 4 << 20  # bytes: a drawn or uploaded image is a few kB
@@ -154,7 +156,7 @@ class Handler(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
     def _json(self, obj: Any, status: HTTPStatus = HTTPStatus.OK) -> None:
-        self._send(status, json.dumps(obj, allow_nan=False, default=_jsonable).encode(), "application/json")
+        self._send(status, to_json(obj), "application/json")
 
     def _error(self, status: HTTPStatus, message: str) -> None:
         if not self._body_read:
@@ -245,7 +247,7 @@ class Handler(BaseHTTPRequestHandler):
         self.close_connection = True
 
         def line(obj) -> None:
-            self.wfile.write(json.dumps(obj, allow_nan=False, default=_jsonable).encode() + b"\n")
+            self.wfile.write(to_json(obj) + b"\n")
             self.wfile.flush()
 
         try:
@@ -263,14 +265,22 @@ def _content_type(name: str) -> str:
     return kind + ("; charset=utf-8" if kind.startswith("text/") or kind.endswith(("javascript", "json")) else "")
 
 
-def _jsonable(o):
-    import numpy as np
+def to_json(obj: Any) -> bytes:
+    """JSON a browser can parse: NaN and infinities (a diverged run's loss) become null."""
+    try:
+        return json.dumps(obj, allow_nan=False, default=json_default).encode()
+    except ValueError:
+        return json.dumps(_finite(obj), allow_nan=False, default=json_default).encode()
 
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+def _finite(obj: Any) -> Any:
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj
 
 
 def make_server(runs_dir: Path | str = "runs", host: str = "127.0.0.1", port: int = 8765) -> UIServer:
