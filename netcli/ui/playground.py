@@ -1,7 +1,7 @@
 """The playground's models: each run loaded once from its checkpoint (netcli.trained.load_run) and kept.
 
-    describe(run_dir)            what the page can offer: image / sequence classifier, vae, ddpm, autoencoder
-    predict(run_dir, request)    {"image_bytes"} (a PNG body), {"image": data URL} or {"array"} -> probabilities
+    describe(run_dir)            what the page can offer: sequence classifier, vae, ddpm, autoencoder
+    predict(run_dir, request)    {"array"} -> probabilities
     sample(run_dir, request)     prior samples, DDIM with chosen steps, interpolations, reconstructions
     test_sample(run_dir, i)      the i-th held-out sample and its label (the data set is loaded on first use)
 
@@ -88,9 +88,7 @@ class Playground:
                                "checkpoint": t.path.name, "description": desc, "max_samples": MAX_SAMPLES}
         if info.task == "classification":
             out["classes"] = [info.class_name(k) for k in range(info.num_classes or 0)]
-        if kind == "classifier" and desc.get("kind") == "image":
-            out["kind"] = "image_classifier"
-        elif kind == "classifier" and desc.get("kind") == "tokens":
+        if kind == "classifier" and desc.get("kind") == "tokens":
             out.update(kind="sequence_classifier", vocab=desc.get("vocab"))
         elif kind in ("vae", "ddpm", "autoencoder"):
             out["kind"] = kind
@@ -99,7 +97,7 @@ class Playground:
         else:
             out.update(kind="predictor", example=np.zeros(info.input_shape).tolist(),
                        reason=f"A {kind} on {desc.get('kind', 'array')} inputs: no drawing pad for it.")
-        if out["kind"] in ("image_classifier", "vae", "autoencoder"):
+        if out["kind"] in ("vae", "autoencoder"):
             out["test_samples"] = len(self.held_out(t)[0])
         return out
 
@@ -120,18 +118,12 @@ class Playground:
         t0 = time.perf_counter()
         loaded = self.load(run_dir)
         t = loaded.trained
-        if "image_bytes" in request or "image" in request:
-            raw = request.get("image_bytes")
-            if raw is None:
-                raw = _data_url_bytes(request["image"])
-            x = read_image_input(t, raw)
-        elif "array" in request:
-            try:
-                x = np.asarray(request["array"], dtype=np.float64)
-            except (ValueError, TypeError):
-                raise BadRequest("array must be a (nested) list of numbers of one shape") from None
-        else:
-            raise BadRequest('give an image (a PNG body, or {"image": data URL}) or {"array": [...]}')
+        if "array" not in request:
+            raise BadRequest('give {"array": [...]}: one input or a batch')
+        try:
+            x = np.asarray(request["array"], dtype=np.float64)
+        except (ValueError, TypeError):
+            raise BadRequest("array must be a (nested) list of numbers of one shape") from None
         with loaded.lock:
             x = t.check(x)
             out: dict[str, Any] = {}
@@ -142,11 +134,6 @@ class Playground:
                            labels=np.vectorize(t.info.class_name, otypes=[object])(classes).tolist())
             else:
                 out["outputs"] = t.predict(x).tolist()
-        if "image_bytes" in request or "image" in request:
-            try:  # what the network read, to show beside the drawing
-                out["input"] = as_images(x[:1], tuple(t.info.input_shape))[0].round(3).tolist()
-            except UserError:
-                pass
         out["ms"] = (time.perf_counter() - t0) * 1000
         return out
 
@@ -184,16 +171,6 @@ class Playground:
                 "images": [_png_url((np.clip(tile, 0, 1) * 255).round().astype(np.uint8)) for tile in tiles]}
 
 
-def read_image_input(t: TrainedModel, raw: bytes) -> np.ndarray:
-    """An uploaded picture as the model's input, read the way `netcli predict` reads an image file."""
-    from ..predict import image_input
-
-    try:
-        return image_input(t.info, io.BytesIO(raw), "the posted image")
-    except UserError as e:
-        raise BadRequest(str(e)) from None
-
-
 def _int(request: dict, key: str, default, lo: int, hi: int):
     v = request.get(key, default)
     if v is None:
@@ -201,15 +178,6 @@ def _int(request: dict, key: str, default, lo: int, hi: int):
     if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
         raise BadRequest(f"{key} must be an integer from {lo} to {hi}, got {v!r}")
     return v
-
-
-def _data_url_bytes(url: Any) -> bytes:
-    if not isinstance(url, str) or not url.startswith("data:image/") or ";base64," not in url:
-        raise BadRequest('image must be a data URL: "data:image/png;base64,..."')
-    try:
-        return base64.b64decode(url.split(";base64,", 1)[1], validate=True)
-    except ValueError:
-        raise BadRequest("image: the data URL's base64 is damaged") from None
 
 
 def _png_url(pixels: np.ndarray) -> str:

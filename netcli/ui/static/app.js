@@ -290,7 +290,7 @@ function compareView(query) {
   api(`/api/compare?${ids.map(id => "run=" + encodeURIComponent(id)).join("&")}`).then(d => {
     const head = `<tr><th>key</th>${ids.map((_, i) => `<th style="color:${PALETTE[i % PALETTE.length]}">run ${i + 1}</th>`).join("")}</tr>`;
     const rows = (obj, cls) => Object.entries(obj).map(([k, vals]) =>
-      `<tr><td>${esc(k)}</td>${vals.map(v => `<td class="${cls}">${typeof v === "number" ? fmt(v) : esc(JSON.stringify(v))}</td>`).join("")}</tr>`).join("");
+      `<tr><td>${esc(k)}</td>${vals.map(v => `<td class="${cls}">${v === null ? "–" : typeof v === "number" ? fmt(v) : esc(JSON.stringify(v))}</td>`).join("")}</tr>`).join("");
     document.getElementById("diff").innerHTML = Object.keys(d.config).length
       ? `<table id="config-diff">${head}${rows(d.config, "")}</table>` : `<p class="muted">The configs are the same.</p>`;
     document.getElementById("cmp-metrics").innerHTML = `<table>${head}${rows(d.metrics, "num")}</table>`;
