@@ -26,7 +26,7 @@ def request(url: str, method: str, path: str, body: bytes | None = None, headers
     u = urlsplit(url)
     conn = http.client.HTTPConnection(u.hostname, u.port, timeout=30)
     try:
-        conn.putrequest(method, path, skip_accept_encoding=True)
+        conn.putrequest(method, path, skip_host="Host" in (headers or {}), skip_accept_encoding=True)
         for k, v in (headers or {}).items():
             conn.putheader(k, v)
         if body is not None and "Content-Length" not in (headers or {}):
