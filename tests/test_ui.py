@@ -137,7 +137,7 @@ def test_sequence_classifier_gives_per_token_outputs(ui_runs, ui_server):
 
 
 def test_ddpm_sample_over_http_is_netcli_samples_grid(ui_runs, ui_server, tmp_path):
-    from netcli.sample import sample_run
+    from netcli.app.sample import sample_run
 
     root, runs = ui_runs
     rid = run_id(root, runs["ddpm"])
@@ -154,7 +154,7 @@ def test_ddpm_sample_over_http_is_netcli_samples_grid(ui_runs, ui_server, tmp_pa
 
 
 def test_vae_interpolation_between_two_chosen_test_digits(ui_runs, ui_server):
-    from netcli.sample import interpolation
+    from netcli.app.sample import interpolation
     from netcli.trained import load_run
 
     root, runs = ui_runs

@@ -3,7 +3,8 @@
 
 Each test opens the page of a live server over real tiny runs and reads what the page shows:
 the runs table, a run's curves against its metrics.jsonl, a curve growing while a run trains,
-two runs compared, the playgrounds, and the 1,000-run table's load time. Screenshots of every page go to $NETCLI_UI_SCREENSHOTS (the
+a digit drawn on the pad with mouse events against `netcli predict`, two runs compared, the
+playgrounds, and the 1,000-run table's load time. Screenshots of every page go to $NETCLI_UI_SCREENSHOTS (the
 README's come from `NETCLI_UI_SCREENSHOTS=docs`, see the README) or the test's tmp folder.
 """
 from __future__ import annotations
@@ -230,7 +231,7 @@ def grid_pixels(data_url: str) -> np.ndarray:
 def test_ddpm_playground_generates_with_the_chosen_ddim_steps(ui_runs, ui_server, page, tmp_path):
     from PIL import Image
 
-    from netcli.sample import sample_run
+    from netcli.app.sample import sample_run
 
     root, runs = ui_runs
     page.goto(f"{ui_server}#/play/{rid(root, runs['ddpm'])}")
@@ -277,6 +278,101 @@ def test_sequence_playground_shows_per_token_outputs(ui_runs, ui_server, page):
     page.wait_for_function("document.getElementById('seq-error').textContent.length > 0")
 
 
+# -- playground: drawing a digit ------------------------------------------------------------------
+
+
+def draw(page, image: list[list[float]], threshold: float = 0.5) -> int:
+    """Trace an image on the drawing pad with the mouse, one stroke per run of inked pixels in each row.
+
+    Returns how many predictions the page had shown before the last stroke ended (while drawing).
+    """
+    box = page.locator("#pad").bounding_box()
+    h, w = len(image), len(image[0])
+    sx, sy = box["width"] / w, box["height"] / h
+    strokes = []
+    for r, row in enumerate(image):
+        c = 0
+        while c < w:
+            if row[c] > threshold:
+                c0 = c
+                while c + 1 < w and row[c + 1] > threshold:
+                    c += 1
+                strokes.append((r, c0, c))
+            c += 1
+    shown = 0
+    for i, (r, c0, c1) in enumerate(strokes):
+        y = box["y"] + (r + 0.5) * sy
+        page.mouse.move(box["x"] + (c0 + 0.5) * sx, y)
+        page.mouse.down()
+        page.mouse.move(box["x"] + (c1 + 0.5) * sx, y, steps=max(2, c1 - c0))
+        if i == len(strokes) - 1:
+            shown = int(page.get_attribute("#prediction", "data-count") or 0)
+        page.mouse.up()
+    return shown
+
+
+def cli_predict(run_dir: Path, image: Path) -> dict:
+    """`netcli predict RUN IMAGE --format json --top-k 10`, run as a user runs it: {class name: probability}."""
+    out = subprocess.run([sys.executable, "-c", "from netcli.cli import main; main()", "predict", str(run_dir),
+                          str(image), "--format", "json", "--top-k", "10"], capture_output=True, text=True, check=True)
+    (row,) = json.loads(out.stdout)
+    return dict(row["top_k"])
+
+
+def posted_image(page, path: Path) -> Path:
+    """The PNG the page sent with its last prediction, saved to ``path``."""
+    import base64
+
+    data = page.evaluate("""async () => { const b = new Uint8Array(await window.lastPosted.arrayBuffer());
+        let s = ""; for (const x of b) s += String.fromCharCode(x); return btoa(s); }""")
+    path.write_bytes(base64.b64decode(data))
+    return path
+
+
+def test_a_real_test_digit_drawn_with_the_mouse_is_read_as_netcli_predict_reads_it(ui_runs, ui_server, page, tmp_path):
+    root, runs = ui_runs
+    run = runs["digits"]
+    page.goto(f"{ui_server}#/play/{rid(root, run)}")
+    page.wait_for_selector("#pad")
+    sample = json.loads(page.evaluate(f"fetch('/api/runs/{rid(root, run)}/test/7').then(r => r.text())"))
+    during = draw(page, sample["image"])
+    assert during >= 1  # the probabilities updated while drawing, before the last stroke ended
+    page.wait_for_selector("#prediction[data-state=done]")
+    shown = page.inner_text("#prediction")
+    bars = page.eval_on_selector_all(".bar", "bs => bs.map(b => [b.children[0].innerText, parseFloat(b.querySelector('.p').innerText)])")
+    probabilities = cli_predict(run, posted_image(page, tmp_path / "drawn.png"))
+    assert shown == max(probabilities, key=probabilities.get)
+    for name, percent in bars:
+        assert abs(percent - 100 * probabilities[name]) <= 0.051, (name, percent, probabilities)
+    # the test image itself, loaded with the button, is read like the file
+    page.click("#clear")
+    page.evaluate("Math.random = () => 0.5")
+    page.click("#test")
+    page.wait_for_function("document.getElementById('test-label').textContent.startsWith('test image')")
+    page.wait_for_selector("#prediction[data-state=done]")
+    probabilities = cli_predict(run, posted_image(page, tmp_path / "test.png"))
+    assert page.inner_text("#prediction") == max(probabilities, key=probabilities.get)
+
+
+def test_a_prediction_round_trip_from_the_page(ui_runs, ui_server, page):
+    root, runs = ui_runs
+    page.goto(f"{ui_server}#/play/{rid(root, runs['digits'])}")
+    page.wait_for_selector("#pad")
+    sample = json.loads(page.evaluate(f"fetch('/api/runs/{rid(root, runs['digits'])}/test/3').then(r => r.text())"))
+    draw(page, sample["image"])
+    times = []
+    for _ in range(20):
+        page.evaluate("document.getElementById('prediction').dataset.state = 'x'")
+        box = page.locator("#pad").bounding_box()
+        page.mouse.move(box["x"] + 5, box["y"] + 5)
+        page.mouse.down()
+        page.mouse.up()
+        page.wait_for_selector("#prediction[data-state=done]")
+        times.append(float(page.get_attribute("#latency", "data-ms")))
+    print(f"playground round trip (tiny CNN): median {np.median(times):.1f} ms, max {max(times):.1f} ms")
+    assert np.median(times) < 100
+
+
 # -- screenshots ------------------------------------------------------------------------------------
 
 
@@ -302,7 +398,7 @@ def test_screenshots_of_every_page(ui_runs, page, tmp_path):
     by_kind = {}
     for r in records:
         by_kind.setdefault(kind(r), r)
-    clf = next(r for r in records if r.model == "classifier")
+    clf = by_kind["image_classifier"]
     same = [r for r in records if r.name == clf.name]
     pair = same[:2] if len(same) > 1 else [r for r in records if r.model == "classifier"][:2]
     server = LiveServer(root)
@@ -319,7 +415,13 @@ def test_screenshots_of_every_page(ui_runs, page, tmp_path):
         shot(f"#/run/{rid(root, Path(clf.path))}", "polyline[data-series]", "run")
         shot("#/compare?" + "&".join(f"run={rid(root, Path(r.path))}" for r in pair), "#config-diff, #diff p", "compare")
 
-        for k in ("vae", "ddpm"):
+        def draw_test_digit():
+            sample = json.loads(page.evaluate(f"fetch('/api/runs/{rid(root, Path(clf.path))}/test/0').then(r => r.text())"))
+            draw(page, sample["image"])
+            page.wait_for_selector("#prediction[data-state=done]")
+
+        shot(f"#/play/{rid(root, Path(clf.path))}", "#pad", "playground", draw_test_digit)
+        for k in ("vae", "generator"):
             if k in by_kind:
                 def generate():
                     page.click("#go")
@@ -333,4 +435,4 @@ def test_screenshots_of_every_page(ui_runs, page, tmp_path):
                 shot(f"#/play/{rid(root, Path(by_kind[k].path))}", "#go", f"playground_{k}", generate)
     finally:
         server.stop()
-    assert {p.name for p in folder.glob("ui_*.png")} >= {"ui_runs.png", "ui_run.png", "ui_compare.png"}
+    assert {p.name for p in folder.glob("ui_*.png")} >= {"ui_runs.png", "ui_run.png", "ui_compare.png", "ui_playground.png"}

@@ -14,7 +14,8 @@ import numpy as np
 import yaml
 
 from netcli.config import config_from_dict
-from netcli.train import evaluate_run, train
+from netcli.app.evaluate import evaluate_run
+from netcli.train import train
 
 NPZ = {
     "name": "tiny", "seed": 3,

@@ -1,7 +1,7 @@
 """The playground's models: each run loaded once from its checkpoint (netcli.trained.load_run) and kept.
 
-    describe(run_dir)            what the page can offer: sequence classifier, vae, ddpm, autoencoder
-    predict(run_dir, request)    {"array"} -> probabilities
+    describe(run_dir)            what the page can offer: image / sequence classifier, vae, generator, autoencoder
+    predict(run_dir, request)    {"image_bytes"} (a posted picture), {"image": data URL} or {"array"} -> probabilities
     sample(run_dir, request)     prior samples, DDIM with chosen steps, interpolations, reconstructions
     test_sample(run_dir, i)      the i-th held-out sample and its label (the data set is loaded on first use)
 
@@ -24,7 +24,9 @@ from PIL import Image
 
 from ..data import load_data
 from ..errors import UserError
-from ..sample import as_images, generate, grid, held_out_images
+from ..app.sample import as_images, generate, grid, held_out_images
+from ..models.base import require
+from ..predict import image_input
 from ..trained import TrainedModel, checkpoint_path, load_run
 from .api import BadRequest, RunsAPI
 
@@ -81,23 +83,31 @@ class Playground:
 
     # -- what the page shows ------------------------------------------------------------------
     def describe(self, run_dir: Path) -> dict[str, Any]:
+        """The page's playground for the run, from what its model can do (its capabilities)."""
         t = self.load(run_dir).trained
-        info, kind = t.info, t.config.model.type
+        info, caps = t.info, t.model.capabilities
         desc = info.description or {}
-        out: dict[str, Any] = {"model": kind, "input_shape": list(info.input_shape), "input_dtype": info.input_dtype,
-                               "checkpoint": t.path.name, "description": desc, "max_samples": MAX_SAMPLES}
+        out: dict[str, Any] = {"model": t.config.model.type, "input_shape": list(info.input_shape),
+                               "input_dtype": info.input_dtype, "checkpoint": t.path.name, "description": desc,
+                               "max_samples": MAX_SAMPLES}
         if info.task == "classification":
             out["classes"] = [info.class_name(k) for k in range(info.num_classes or 0)]
-        if kind == "classifier" and desc.get("kind") == "tokens":
+        if "latent" in caps:
+            out["kind"] = "vae"
+        elif "sample" in caps:
+            timesteps = getattr(t.model.config, "timesteps", None)  # a DDPM's: DDIM steps can be chosen
+            out.update(kind="generator", timesteps=timesteps,
+                       sample_steps=getattr(t.model.config, "sample_steps", None))
+        elif "reconstruct" in caps:
+            out["kind"] = "autoencoder"
+        elif t.is_classifier and desc.get("kind") == "image":
+            out["kind"] = "image_classifier"
+        elif t.is_classifier and desc.get("kind") == "tokens":
             out.update(kind="sequence_classifier", vocab=desc.get("vocab"))
-        elif kind in ("vae", "ddpm", "autoencoder"):
-            out["kind"] = kind
-            if kind == "ddpm":
-                out.update(timesteps=t.model.config.timesteps, sample_steps=t.model.config.sample_steps)
         else:
             out.update(kind="predictor", example=np.zeros(info.input_shape).tolist(),
-                       reason=f"A {kind} on {desc.get('kind', 'array')} inputs: no drawing pad for it.")
-        if out["kind"] in ("vae", "autoencoder"):
+                       reason=f"A {out['model']} on {desc.get('kind', 'array')} inputs.")
+        if out["kind"] in ("image_classifier", "vae", "autoencoder"):
             out["test_samples"] = len(self.held_out(t)[0])
         return out
 
@@ -115,15 +125,24 @@ class Playground:
 
     # -- predict ----------------------------------------------------------------------------
     def predict(self, run_dir: Path, request: dict[str, Any]) -> dict[str, Any]:
+        """An image (``image_bytes``: a posted file; ``image``: a data URL) read as `netcli predict` reads an image
+        file, or an ``array`` of inputs; the model's classes and probabilities (a regressor: its outputs)."""
         t0 = time.perf_counter()
         loaded = self.load(run_dir)
         t = loaded.trained
-        if "array" not in request:
-            raise BadRequest('give {"array": [...]}: one input or a batch')
-        try:
-            x = np.asarray(request["array"], dtype=np.float64)
-        except (ValueError, TypeError):
-            raise BadRequest("array must be a (nested) list of numbers of one shape") from None
+        image = request.get("image_bytes")
+        if image is None and "image" in request:
+            image = _data_url_bytes(request["image"])
+        if image is not None:
+            x, _ = image_input(image, t.info, name="the posted image")
+            x = x[None]
+        elif "array" in request:
+            try:
+                x = np.asarray(request["array"], dtype=np.float64)
+            except (ValueError, TypeError):
+                raise BadRequest("array must be a (nested) list of numbers of one shape") from None
+        else:
+            raise BadRequest('give an image (a PNG body, or {"image": data URL}) or {"array": [...]}')
         with loaded.lock:
             x = t.check(x)
             out: dict[str, Any] = {}
@@ -133,7 +152,9 @@ class Playground:
                 out.update(probabilities=p.round(6).tolist(), classes=classes.tolist(),
                            labels=np.vectorize(t.info.class_name, otypes=[object])(classes).tolist())
             else:
-                out["outputs"] = t.predict(x).tolist()
+                out["outputs"] = t.output(x).tolist()
+        if image is not None:  # what the network read, to show beside the drawing
+            out["input"] = as_images(x[:1], tuple(t.info.input_shape))[0].round(3).tolist()
         out["ms"] = (time.perf_counter() - t0) * 1000
         return out
 
@@ -142,17 +163,16 @@ class Playground:
                progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
         loaded = self.load(run_dir)
         t = loaded.trained
-        kind, shape = t.config.model.type, tuple(t.info.input_shape)
+        model, shape = t.model, tuple(t.info.input_shape)
         n = _int(request, "n", 16, 1, MAX_SAMPLES)
         seed = _int(request, "seed", 0, 0, 2**32 - 1)
         interpolate = bool(request.get("interpolate", False))
-        if kind not in ("vae", "ddpm", "autoencoder"):
-            raise BadRequest(f"a {kind} run does not generate images (a vae, ddpm or autoencoder run does)")
-        if interpolate and kind != "vae":
-            raise BadRequest(f"interpolation needs a VAE run; this is a {kind}")
-        steps = None
-        if kind == "ddpm":
-            steps = t.model.sample_steps(_int(request, "steps", None, 1, t.model.config.timesteps))
+        if interpolate:
+            require(model, "latent", "interpolation")
+        elif not model.capabilities & {"sample", "reconstruct"}:
+            require(model, "sample", "sampling")
+        steps = _int(request, "steps", None, 1, 2**31 - 1)
+        steps = model.sample_steps(steps) if "sample" in model.capabilities and not interpolate else None
         rng = np.random.default_rng(seed)
         if interpolate:
             x, _ = self.held_out(t)
@@ -164,7 +184,7 @@ class Playground:
             held_out = lambda k: held_out_images(self.held_out(t)[0], k, rng)  # noqa: E731
         t0 = time.perf_counter()
         with loaded.lock:
-            arrays, tiles, name, cols = generate(t.model, kind, shape, n, rng, held_out, steps, interpolate, progress)
+            arrays, tiles, name, cols = generate(model, shape, n, rng, held_out, steps, interpolate, progress)
         sheet = grid(tiles, cols)
         return {"n": n, "name": name, "steps": steps, "seconds": round(time.perf_counter() - t0, 3),
                 "grid": _png_url(sheet), "grid_width": sheet.shape[1],
@@ -178,6 +198,15 @@ def _int(request: dict, key: str, default, lo: int, hi: int):
     if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
         raise BadRequest(f"{key} must be an integer from {lo} to {hi}, got {v!r}")
     return v
+
+
+def _data_url_bytes(url: Any) -> bytes:
+    if not isinstance(url, str) or not url.startswith("data:image/") or ";base64," not in url:
+        raise BadRequest('image must be a data URL: "data:image/png;base64,..."')
+    try:
+        return base64.b64decode(url.split(";base64,", 1)[1], validate=True)
+    except ValueError:
+        raise BadRequest("image: the data URL's base64 is damaged") from None
 
 
 def _png_url(pixels: np.ndarray) -> str:

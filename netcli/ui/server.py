@@ -9,7 +9,7 @@
     GET  /api/compare?run=A&run=B        config keys that differ, metrics side by side
     GET  /api/runs/ID/playground         what the run's playground offers
     GET  /api/runs/ID/test/INDEX         a test-split sample and its label
-    POST /api/runs/ID/predict            JSON {"array": ...} -> JSON
+    POST /api/runs/ID/predict            image (PNG body, or JSON {"image": data URL} / {"array": ...}) -> JSON
     POST /api/runs/ID/sample             JSON {"n", "seed", "steps", ...} -> images; NDJSON progress with "stream"
 
 Safe by default: it binds 127.0.0.1; a request whose Host is not this server (DNS rebinding) is
@@ -227,7 +227,10 @@ class Handler(BaseHTTPRequestHandler):
     # -- POST ---------------------------------------------------------------------------
     def post_predict(self, run_id: str, query) -> None:
         run_dir = self.server.api.run_dir(run_id)
-        self._json(self.server.playground.predict(run_dir, self.read_json(self.read_body())))
+        body = self.read_body()
+        kind = (self.headers.get("Content-Type") or "").split(";")[0].strip().lower()
+        request = {"image_bytes": body} if kind.startswith("image/") else self.read_json(body)
+        self._json(self.server.playground.predict(run_dir, request))
 
     def post_sample(self, run_id: str, query) -> None:
         run_dir = self.server.api.run_dir(run_id)

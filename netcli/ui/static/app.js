@@ -308,7 +308,7 @@ function playView(id) {
   const el = document.getElementById("play");
   let stop = () => {};
   api(`/api/runs/${encId(id)}/playground`).then(info => {
-    const make = {image_classifier: imagePlay, sequence_classifier: sequencePlay, vae: vaePlay, ddpm: ddpmPlay,
+    const make = {image_classifier: imagePlay, sequence_classifier: sequencePlay, vae: vaePlay, generator: generatorPlay,
                   autoencoder: autoencoderPlay, predictor: arrayPlay}[info.kind];
     if (!make) { el.innerHTML = `<p class="muted">${esc(info.reason || "No playground for this run.")}</p>`; return; }
     stop = make(el, id, info) || stop;
@@ -495,10 +495,12 @@ function generator(el, id, body) {
   });
 }
 
-function ddpmPlay(el, id, info) {
-  el.innerHTML = `<p>Denoise pure noise into images with DDIM (deterministic, fewer steps: faster, rougher).</p>${sampleControls(true, info)}`;
+function generatorPlay(el, id, info) {
+  const steps = !!info.timesteps;  // a DDPM: DDIM with a chosen number of steps
+  el.innerHTML = `<p>${steps ? "Denoise pure noise into images with DDIM (deterministic; fewer steps: faster, rougher)."
+                             : "Samples from the model."}</p>${sampleControls(steps, info)}`;
   generator(el, id, () => ({n: +document.getElementById("n").value, seed: +document.getElementById("seed").value,
-                            steps: +document.getElementById("steps").value}));
+                            ...(steps ? {steps: +document.getElementById("steps").value} : {})}));
 }
 
 function autoencoderPlay(el, id, info) {
