@@ -242,7 +242,7 @@ def check_targets(targets: list[str], tol: float = 1e-6) -> list[CaseResult]:
     from . import config as _config  # noqa: F401  (registers every built-in component first)
     from .errors import UserError
     from .plugins import is_file, load
-    from .registry import LOSSES, closest
+    from .registry import LOSSES, did_you_mean
 
     names: list[tuple[str, str]] = []
     for target in targets:
@@ -259,10 +259,8 @@ def check_targets(targets: list[str], tol: float = 1e-6) -> list[CaseResult]:
         elif target in LOSSES:
             names.append(("loss", target))
         else:
-            valid = LAYERS.names() + LOSSES.names()
-            hint = closest(target, valid)
-            raise UserError(f"unknown layer or loss '{target}'" + (f" (did you mean '{hint}'?)" if hint else "")
-                            + "; give a name (netcli list layers), a plugin .py file or a module")
+            raise UserError(f"unknown layer or loss '{target}'{did_you_mean(target, LAYERS.names() + LOSSES.names())}"
+                            "; give a name (netcli list layers), a plugin .py file or a module")
     return [result for kind, name in names for result in check_component(kind, name, tol)]
 
 

@@ -232,11 +232,10 @@ def write_config(kind: str, source: str, out: Path, target: str | None = None, f
                  ask: Ask = None) -> Path:
     """Inspect the data, write the commented config to ``out`` (never over a file unless ``force``), return it."""
     if kind not in KINDS:
-        from .registry import closest
+        from .registry import did_you_mean
 
-        hint = closest(kind, list(KINDS))
-        raise UserError(f"--model {kind}: unknown model kind" + (f" (did you mean '{hint}'?)" if hint else "")
-                        + f"; valid: {', '.join(KINDS)}")
+        raise UserError(f"--model {kind}: unknown model kind{did_you_mean(kind, list(KINDS))}; "
+                        f"valid: {', '.join(KINDS)}")
     if out.exists() and not force:
         raise UserError(f"{out}: exists; pass --force to overwrite it")
     text = config_text(kind, source, out, target, ask)

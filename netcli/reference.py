@@ -26,7 +26,7 @@ from pydantic_core import PydanticUndefined
 
 from .config import ExperimentConfig
 from .errors import UserError
-from .registry import DATASETS, LAYERS, LOSSES, MODELS, OPTIMIZERS, SCHEDULES, Registry, closest
+from .registry import DATASETS, LAYERS, LOSSES, MODELS, OPTIMIZERS, SCHEDULES, Registry, did_you_mean
 
 KINDS: dict[str, Registry] = {"layers": LAYERS, "models": MODELS, "losses": LOSSES, "optimizers": OPTIMIZERS,
                               "schedules": SCHEDULES, "datasets": DATASETS}
@@ -58,9 +58,7 @@ class Entry:
 
 def registry(kind: str) -> Registry:
     if kind not in KINDS:
-        hint = closest(kind, list(KINDS))
-        raise UserError(f"unknown kind '{kind}'" + (f" (did you mean '{hint}'?)" if hint else "")
-                        + f"; valid: {', '.join(KINDS)}")
+        raise UserError(f"unknown kind '{kind}'{did_you_mean(kind, list(KINDS))}; valid: {', '.join(KINDS)}")
     return KINDS[kind]
 
 

@@ -14,7 +14,7 @@ from typing import Literal, Optional
 import numpy as np
 from pydantic import Field
 
-from ..registry import closest
+from ..registry import did_you_mean
 from .base import DataConfig, DataError, Dataset, Progress, Splits, Task, make_splits, register_dataset
 from .idx import read_idx
 from .mnist import LayoutConfig, layout, layout_name
@@ -152,9 +152,8 @@ def read_csv(path: Path, label_column: str, delimiter: str) -> tuple[np.ndarray,
     """float64 features (N, F) from every column but ``label_column``, that column's text (N,), the feature names."""
     header, table = read_table(path, delimiter)
     if label_column not in header:
-        hint = closest(label_column, header)
-        raise DataError(f"{path}: no column '{label_column}'" + (f" (did you mean '{hint}'?)" if hint else "")
-                        + f"; columns: {', '.join(header)}")
+        raise DataError(f"{path}: no column '{label_column}'{did_you_mean(label_column, header)}; "
+                        f"columns: {', '.join(header)}")
     label = header.index(label_column)
     names = [h for h in header if h != label_column]
     return numbers(path, np.delete(table, label, axis=1), names), np.char.strip(table[:, label]), names
