@@ -17,7 +17,7 @@ import numpy as np
 
 from . import __version__
 from .atomic import atomic_file
-from .errors import CheckpointError, UserError
+from .errors import CheckpointError, require_extra
 from .runs import CHECKPOINT_FORMAT, load_checkpoint
 from .trained import checkpoint_path, read_described
 
@@ -25,10 +25,9 @@ SAFETENSORS_FORMAT = "netcli-safetensors/1"
 
 
 def _safetensors():
-    try:
-        from safetensors import numpy as st
-    except ImportError:
-        raise UserError("safetensors export needs the export extra: pip install 'netcli[export]'") from None
+    require_extra("safetensors", "export")
+    from safetensors import numpy as st
+
     return st
 
 
