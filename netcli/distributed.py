@@ -174,11 +174,6 @@ def broadcast(obj: Any) -> Any:
     return _world.comm.bcast(obj, root=0)
 
 
-def barrier() -> None:
-    if _world:
-        _wait(_world.comm.Ibarrier(), "barrier")
-
-
 @contextmanager
 def root_first() -> Iterator[None]:
     """Rank 0 runs the block before the others (it fills caches, e.g. a data download, that they then read)."""

@@ -3,9 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
-
-from ..layers.base import Layer
+from ..layers.base import Layer, walk
 from ..models.base import Model
 
 
@@ -29,16 +27,9 @@ def layer_rows(model: Model, leaves_only: bool = False) -> list[LayerRow]:
 
 def _rows(layer: Layer, path: str, depth: int, rows: list[LayerRow]) -> None:
     children = layer.children
-    own = sum(int(np.prod(p.shape)) for p in layer.params.values())
-    total = own + sum(int(np.prod(p.shape)) for c in _all(layer) for p in c.params.values())
+    total = sum(p.size for _, sub in walk(layer) for p in sub.params.values())  # its children's included
     rows.append(LayerRow("  " * depth + path, layer.type_name, layer.out_shape, total,
                          layer.flops(), layer.describe(), leaf=not children or not layer.is_list))
     if layer.is_list:
         for name, child in children.items():
             _rows(child, f"{path}.{name}", depth + 1, rows)
-
-
-def _all(layer: Layer):
-    for c in layer.children.values():
-        yield c
-        yield from _all(c)
