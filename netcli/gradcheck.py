@@ -93,17 +93,21 @@ def make_layer(layer_type: str, config: dict) -> Layer:
     return cls(cls.Config(type=layer_type, **config))
 
 
+def _layer_and_input(layer_type: str, case: GradCase, seed: int) -> tuple[Layer, np.ndarray, np.random.Generator]:
+    """The case's layer, built (parameters from ``seed + 1``), a batch of input for it, and the generator
+    that drew the input (for what the check draws next). Call inside a float64 scope."""
+    rng = np.random.default_rng(seed)
+    layer = make_layer(layer_type, case.config)
+    layer.setup(case.in_shape, np.random.default_rng(seed + 1))
+    shape = (case.batch, *case.in_shape)
+    x = rng.integers(0, case.int_high, shape) if case.int_high is not None else rng.standard_normal(shape)
+    return layer, x, rng
+
+
 def check_layer(layer_type: str, case: GradCase, seed: int = 0) -> GradReport:
     """Gradient-check one registered layer on one case, in float64."""
     with B.dtype_scope("float64"):
-        rng = np.random.default_rng(seed)
-        layer = make_layer(layer_type, case.config)
-        layer.setup(case.in_shape, np.random.default_rng(seed + 1))
-        shape = (case.batch, *case.in_shape)
-        if case.int_high is not None:
-            x = rng.integers(0, case.int_high, shape)
-        else:
-            x = rng.standard_normal(shape)
+        layer, x, rng = _layer_and_input(layer_type, case, seed)
         y = _forward(layer, x, case, seed)
         R = rng.standard_normal(y.shape)
 
@@ -183,11 +187,7 @@ def check_loss(loss_type: str, case, seed: int = 0) -> GradReport:
 def layer_contract(layer_type: str, case: GradCase, seed: int = 0) -> dict[str, bool]:
     """The layer leaves its input as it was, and a second backward adds to the gradients (2x after two)."""
     with B.dtype_scope("float64"):
-        rng = np.random.default_rng(seed)
-        layer = make_layer(layer_type, case.config)
-        layer.setup(case.in_shape, np.random.default_rng(seed + 1))
-        shape = (case.batch, *case.in_shape)
-        x = rng.integers(0, case.int_high, shape) if case.int_high is not None else rng.standard_normal(shape)
+        layer, x, rng = _layer_and_input(layer_type, case, seed)
         x0 = x.copy()
         y = _forward(layer, x, case, seed)
         R = rng.standard_normal(y.shape)
