@@ -324,7 +324,6 @@ def _dotted(loc) -> str:
     return ".".join(str(p) for p in loc)
 
 
-
 # pydantic puts the tag of a discriminated union into error locations
 # (model.layers.0.dense.units); the user's file has no such level.
 def _strip_tags(loc: tuple) -> tuple:

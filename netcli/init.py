@@ -300,7 +300,6 @@ def _line(text: str, comment: str) -> str:
     return f"{text.ljust(40)}  # {comment}" if comment else text
 
 
-
 def _schema_path(out: Path) -> str:
     """The committed schema, relative to the config (absolute if it is elsewhere on disk)."""
     from .schema import SCHEMA_FILE

@@ -284,4 +284,3 @@ class RMSprop(Optimizer):
         else:
             tmp *= lr
         p -= tmp
-

@@ -87,4 +87,3 @@ def _emit(value: Any, path: tuple, indent: int, raw: Any, lines: dict, out: list
 
 def _is_leaf(v: Any) -> bool:
     return not isinstance(v, (dict, list)) or not v or (isinstance(v, list) and not any(isinstance(i, dict) for i in v))
-

@@ -175,5 +175,3 @@ def _cells(forward: list[float], backward: list[float], flops: int) -> list[str]
 
 def _param_bytes(layer: Layer) -> int:
     return sum(p.nbytes for _, sub in walk(layer) for p in sub.params.values())
-
-

@@ -101,8 +101,6 @@ class Dataset:
         raise DataError(f"dataset '{cls.type_name}' has nothing to fetch: it is read from your files or generated")
 
 
-
-
 def seeded_rng(seed: int, stream: str) -> np.random.Generator:
     """A generator for one named use of the run's seed, independent of the model's ``make_rng(seed)``."""
     return np.random.default_rng([seed, zlib.crc32(stream.encode())])

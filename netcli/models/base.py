@@ -188,7 +188,6 @@ class Model:
         return self.parameters.num_params()
 
 
-
 def require(model: Model, capability: str, what: str) -> None:
     """A UserError unless ``model`` has ``capability``, naming the model types that do (from the registry)."""
     if capability not in model.capabilities:

@@ -157,4 +157,3 @@ def query_int(query: dict[str, list[str]], key: str, default: int) -> int:
         return int(values[-1])
     except ValueError:
         raise BadRequest(f"{key} must be an integer, got {values[-1]!r}") from None
-
