@@ -120,8 +120,13 @@ def _fresh_unions(ann, registries):
 
 def load_config(path: str | Path, overrides: list[str] = ()) -> ExperimentConfig:
     """Read, override and validate an experiment file; raise ConfigError listing every problem."""
+    return load_config_with_sources(path, overrides)[0]
+
+
+def load_config_with_sources(path: str | Path, overrides: list[str] = ()) -> tuple[ExperimentConfig, dict, dict]:
+    """``load_config``'s config with the raw data and the key lines it came from (read_raw), for `netcli config`."""
     raw, lines = read_raw(path, overrides)
-    return absolute_paths(validate(raw, str(path), lines), Path(path).parent)
+    return absolute_paths(validate(raw, str(path), lines), Path(path).parent), raw, lines
 
 
 def read_raw(path: str | Path, overrides: list[str] = ()) -> tuple[dict, dict[tuple, int | str]]:

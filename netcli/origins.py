@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .config import absolute_paths, read_raw, validate
+from .config import load_config_with_sources
 from .reference import TAGS, flow_yaml
 
 
@@ -29,8 +29,7 @@ class Line:
 
 def resolved(path: str | Path, overrides: list[str] = ()) -> list[Line]:
     """The validated config of ``path`` with ``overrides``, every default filled in, line by line with origins."""
-    raw, lines = read_raw(path, overrides)
-    cfg = absolute_paths(validate(raw, str(path), lines), Path(path).parent)
+    cfg, raw, lines = load_config_with_sources(path, overrides)
     out: list[Line] = []
     _emit(cfg.model_dump(mode="json"), (), 0, raw, lines, out)
     return out
