@@ -283,16 +283,20 @@ def predict(run: Path = typer.Argument(..., help="run directory (or runs/<name>:
 @app.command()
 @user_errors
 def export(run: Path = typer.Argument(..., help="run directory (or runs/<name>: newest) or checkpoint file"),
-           fmt: str = typer.Option(..., "--format", help="safetensors"),
+           fmt: str = typer.Option(..., "--format", help="onnx or safetensors"),
            out_path: Optional[Path] = typer.Option(None, "-o", "--out", help="file to write (default: in the run)"),
            checkpoint: str = typer.Option("best", "--checkpoint", help="best or last")):
-    """Export a run's weights with its config and data description (needs netcli[export])."""
+    """Export a run as ONNX (the network) or safetensors (its weights), with its config and data description
+    (needs netcli[export])."""
     from .errors import UserError
-    from .export import export_safetensors
 
-    if fmt != "safetensors":
-        raise UserError(f"--format: safetensors is the one export format, not {fmt!r}")
-    out.print(f"wrote {export_safetensors(run, out_path, checkpoint)}")
+    if fmt == "onnx":
+        from .onnx import export_onnx as write
+    elif fmt == "safetensors":
+        from .export import export_safetensors as write
+    else:
+        raise UserError(f"--format: onnx or safetensors, not {fmt!r}")
+    out.print(f"wrote {write(run, out_path, checkpoint)}")
 
 
 @app.command()
