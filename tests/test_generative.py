@@ -344,7 +344,7 @@ def test_vae_interpolation_runs_between_two_test_images(runs):
 def test_options_that_do_not_apply_are_errors(runs):
     from netcli.errors import UserError
 
-    with pytest.raises(UserError, match="--interpolate needs a model that can encode and decode \\(vae\\); a ddpm model cannot"):
+    with pytest.raises(UserError, match="interpolate needs a model that can encode and decode \\(vae\\); a ddpm model cannot"):
         sample_run(runs["ddpm"], n=2, interpolate=True)
     with pytest.raises(UserError, match="steps"):
         sample_run(runs["vae"], n=2, steps=3)

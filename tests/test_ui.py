@@ -169,6 +169,25 @@ def test_vae_interpolation_between_two_chosen_test_digits(ui_runs, ui_server):
     np.testing.assert_allclose(first / 255, frames[0].reshape(28, 28), atol=1 / 255 + 1e-3)
 
 
+
+def test_a_model_that_cannot_do_what_is_asked_is_refused_as_netcli_sample_refuses_it(ui_runs, ui_server):
+    """One capability check (app/sample.generate through the model's require) for the page and the CLI."""
+    from netcli.app.sample import sample_run
+    from netcli.errors import UserError
+
+    root, runs = ui_runs
+    messages = []
+    for run, interpolate in ((runs["digits"], False), (runs["ddpm"], True)):
+        status, r = post_json(ui_server, f"/api/runs/{run_id(root, run)}/sample", {"n": 4, "interpolate": interpolate})
+        with pytest.raises(UserError) as cli:
+            sample_run(run, n=4, interpolate=interpolate)
+        assert status == 400 and r["error"] == str(cli.value), (r, str(cli.value))
+        messages.append(r["error"])
+    assert messages == ["sample needs a model that can sample or reconstruct (autoencoder, ddpm, vae); "
+                        "a classifier model cannot",
+                        "interpolate needs a model that can encode and decode (vae); a ddpm model cannot"]
+
+
 # -- refusals ------------------------------------------------------------------------------
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import numpy as np
 from PIL import Image
@@ -62,46 +62,53 @@ def interpolation(model, a: np.ndarray, b: np.ndarray, n: int) -> np.ndarray:
     return model.decode((1 - w) * za + w * zb)
 
 
+class Generated(NamedTuple):
+    arrays: np.ndarray  # what the .npy holds: (n, *shape), or (n, 2, *shape) for reconstructions
+    tiles: np.ndarray  # the grid's images, (k, H, W[, 3])
+    name: str  # samples[-ddimK], interpolation or reconstructions
+    cols: int  # tiles per row of the grid
+    steps: int | None  # the sampler's steps used (the model's own default when none were asked for)
+
+
 def generate(model, shape: tuple[int, ...], n: int, rng: np.random.Generator,
              held_out: Callable[[int], np.ndarray], steps: int | None = None, interpolate: bool = False,
-             progress: Callable[[int, int], None] | None = None) -> tuple[np.ndarray, np.ndarray, str, int]:
-    """What `netcli sample` and the UI's playground make: (arrays, tiles, name, cols) for a grid of ``cols``.
+             progress: Callable[[int, int], None] | None = None) -> Generated:
+    """What `netcli sample` and the UI's playground make, from what the model can do.
 
-    ``held_out(k)`` gives k test images (the two ends of an interpolation, images to reconstruct);
-    ``steps`` is already the model's own (``model.sample_steps``); the caller has checked the capability.
+    The one check of the model's capability for both (``require``): ``interpolate`` needs ``latent``;
+    otherwise ``sample`` (from the prior, with ``steps``) or else ``reconstruct``.
+    ``held_out(k)`` gives k test images (the two ends of an interpolation, images to reconstruct).
     """
-    if interpolate:
+    can = require(model, "latent", "interpolate") if interpolate else require(model, ("sample", "reconstruct"), "sample")
+    steps = model.sample_steps(steps)
+    if can == "latent":
         a, b = held_out(2)
         arrays = interpolation(model, a, b, n)
-        return arrays, as_images(arrays, shape), "interpolation", min(n, 16)
-    if "sample" in model.capabilities:
+        return Generated(arrays, as_images(arrays, shape), "interpolation", min(n, 16), steps)
+    if can == "sample":
         arrays = model.sample(n, rng, steps=steps, progress=progress)
-        return arrays, as_images(arrays, shape), "samples" + (f"-ddim{steps}" if steps is not None else ""), \
-            math.ceil(math.sqrt(n))
+        return Generated(arrays, as_images(arrays, shape), "samples" + (f"-ddim{steps}" if steps is not None else ""),
+                         math.ceil(math.sqrt(n)), steps)
     x = held_out(n)
     arrays = np.stack([x, model.reconstruct(x)], axis=1)  # (n, 2, *shape)
     tiles = as_images(arrays.reshape(2 * n, *shape), shape)  # original, reconstruction, original, ...
-    return arrays, tiles, "reconstructions", 2 * math.ceil(math.sqrt(n / 2))  # pairs in a near-square picture
+    return Generated(arrays, tiles, "reconstructions", 2 * math.ceil(math.sqrt(n / 2)), steps)  # near-square pairs
 
 
 def sample_run(run: Path | str, n: int = 64, seed: int = 0, steps: int | None = None, out: Path | None = None,
                interpolate: bool = False, progress: Callable[[int, int], None] | None = None) -> dict[str, Path]:
     """Generate from a run's best checkpoint; write a PNG grid and a .npy. Returns their paths."""
     run_dir, exp = load_run(run)
-    model, rng = exp.model, np.random.default_rng(seed)
-    if interpolate:
-        require(model, "latent", "--interpolate")
-    elif not model.capabilities & {"sample", "reconstruct"}:
-        require(model, "sample", f"{run_dir}: netcli sample")
+    rng = np.random.default_rng(seed)
     x = exp.splits.test_x if exp.splits.test_x is not None else exp.splits.val_x
-    arrays, tiles, name, cols = generate(model, exp.splits.input_shape, n, rng, lambda k: held_out_images(x, k, rng),
-                                         model.sample_steps(steps), interpolate, progress)
-    png = Path(out) if out is not None else run_dir / "samples" / f"{name}-seed{seed}.png"
+    made = generate(exp.model, exp.splits.input_shape, n, rng, lambda k: held_out_images(x, k, rng),
+                    steps, interpolate, progress)
+    png = Path(out) if out is not None else run_dir / "samples" / f"{made.name}-seed{seed}.png"
     png = png if png.suffix == ".png" else png.with_name(png.name + ".png")
     npy = png.with_suffix(".npy")
     png.parent.mkdir(parents=True, exist_ok=True)
     with atomic_file(png) as f:
-        Image.fromarray(grid(tiles, cols)).save(f, format="PNG")
+        Image.fromarray(grid(made.tiles, made.cols)).save(f, format="PNG")
     with atomic_file(npy) as f:
-        np.save(f, arrays.astype(np.float32))
+        np.save(f, made.arrays.astype(np.float32))
     return {"png": png, "npy": npy}

@@ -77,6 +77,7 @@ class Layer:
     type_name: ClassVar[str]
     uses_context: ClassVar[bool] = False  # forward(x, training, ctx): reads, writes or passes on the Context
     is_list: ClassVar[bool] = False  # a plain list of layers (Sequential): `netcli summary` shows its children
+    reads_next_layer: ClassVar[bool] = False  # init "auto" depends on what follows: its container sets next_layer
     min_train_batch: int = 1  # samples a training batch needs (batchnorm over features: 2; build may set it)
 
     def __init__(self, config: LayerConfig | None = None, **options: Any):

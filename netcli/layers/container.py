@@ -39,7 +39,7 @@ class Sequential(Layer):
         needs_grad = self.needs_input_grad  # a layer needs dL/dx if anything before it learns
         for i, layer in enumerate(self.layers):
             nxt = self.layers[i + 1] if i + 1 < len(self.layers) else None
-            if hasattr(layer, "next_layer"):
+            if layer.reads_next_layer:
                 layer.next_layer = nxt.type_name if nxt is not None else None
             try:
                 shape = self.child(str(i), layer, shape, needs_input_grad=needs_grad).out_shape

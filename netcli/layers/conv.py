@@ -126,6 +126,7 @@ class Conv2D(Layer):
                 raise ValueError("padding 'same' needs stride 1")
             return self
 
+    reads_next_layer = True
     next_layer: str | None = None  # set by the container: the type of the following layer (for init: auto)
     channel_first_below = 8  # input channels under which im2col uses the channel-first layout (tests move it)
     micro_batch_bytes = 8 << 20  # channel-last: build and use the patches of this many bytes at a time (see below)

@@ -22,6 +22,7 @@ class Dense(Layer):
         init: Literal[I.INITS] = Field(  # type: ignore[valid-type]
             "auto", description="weight init; auto = He before relu/leaky_relu/gelu, else Glorot uniform")
 
+    reads_next_layer = True
     next_layer: str | None = None  # set by the container: the type of the following layer (for init: auto)
 
     def build(self, in_shape):

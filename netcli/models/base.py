@@ -19,7 +19,7 @@ that optimizer's update. A model with two optimizers (a GAN) computes the
 discriminator's gradients, calls ``step("discriminator", loss)``, then the
 generator's and ``step("generator", loss)``.
 
-Application code (netcli/app/) asks ``require(model, capability)`` instead
+Application code (netcli/app/) asks ``require(model, capability, what)`` instead
 of testing type names, and the monitored metric's direction comes from
 ``metric_mode`` (the type's ``maximize`` set) unless the config says.
 """
@@ -150,6 +150,10 @@ class Model:
             raise UserError(f"--steps: the sampler of a {self.type_name} model has no steps to set")
         return None
 
+    def max_sample_steps(self) -> int | None:
+        """The most sampling steps ``sample_steps`` takes (None: the sampler has no steps to set)."""
+        return None
+
     def describe_sampler(self, steps: int | None) -> str:
         return "prior"
 
@@ -188,11 +192,18 @@ class Model:
         return self.parameters.num_params()
 
 
-def require(model: Model, capability: str, what: str) -> None:
-    """A UserError unless ``model`` has ``capability``, naming the model types that do (from the registry)."""
-    if capability not in model.capabilities:
-        from ..registry import MODELS
+def require(model: Model, capability: str | tuple[str, ...], what: str) -> str:
+    """The first of ``capability`` (one name or alternatives, in order of preference) that ``model`` has.
 
-        able = [name for name, cls in MODELS.items() if capability in cls.capabilities]
-        raise UserError(f"{what} needs a model that can {CAPABILITIES[capability][0]} "
-                        f"({', '.join(able) or 'none registered'}); a {model.type_name} model cannot")
+    A UserError when it has none, naming the model types that have one (from the registry):
+    ``sample needs a model that can sample or reconstruct (vae, ddpm, autoencoder); a classifier model cannot``.
+    """
+    wanted = (capability,) if isinstance(capability, str) else capability
+    for name in wanted:
+        if name in model.capabilities:
+            return name
+    from ..registry import MODELS
+
+    able = [name for name, cls in MODELS.items() if cls.capabilities & set(wanted)]
+    raise UserError(f"{what} needs a model that can {' or '.join(CAPABILITIES[c][0] for c in wanted)} "
+                    f"({', '.join(able) or 'none registered'}); a {model.type_name} model cannot")

@@ -229,6 +229,9 @@ class DDPM(Model):
             raise UserError(f"DDIM needs 1 to {self.config.timesteps} steps, got {steps}")
         return steps
 
+    def max_sample_steps(self) -> int:
+        return self.config.timesteps
+
     def describe_sampler(self, steps: int | None) -> str:
         return "ancestral, all steps" if steps is None else f"DDIM, {steps} steps"
 

@@ -25,7 +25,6 @@ from PIL import Image
 from ..data import load_data
 from ..errors import UserError
 from ..app.sample import as_images, generate, grid, held_out_images
-from ..models.base import require
 from ..predict import image_input
 from ..trained import TrainedModel, checkpoint_path, load_run
 from .api import BadRequest, RunsAPI
@@ -95,9 +94,8 @@ class Playground:
         if "latent" in caps:
             out["kind"] = "vae"
         elif "sample" in caps:
-            timesteps = getattr(t.model.config, "timesteps", None)  # a DDPM's: DDIM steps can be chosen
-            out.update(kind="generator", timesteps=timesteps,
-                       sample_steps=getattr(t.model.config, "sample_steps", None))
+            # a sampler with steps to set (a DDPM's DDIM): the most it takes and its default
+            out.update(kind="generator", timesteps=t.model.max_sample_steps(), sample_steps=t.model.sample_steps(None))
         elif "reconstruct" in caps:
             out["kind"] = "autoencoder"
         elif t.is_classifier and desc.get("kind") == "image":
@@ -167,28 +165,25 @@ class Playground:
         n = _int(request, "n", 16, 1, MAX_SAMPLES)
         seed = _int(request, "seed", 0, 0, 2**32 - 1)
         interpolate = bool(request.get("interpolate", False))
-        if interpolate:
-            require(model, "latent", "interpolation")
-        elif not model.capabilities & {"sample", "reconstruct"}:
-            require(model, "sample", "sampling")
         steps = _int(request, "steps", None, 1, 2**31 - 1)
-        steps = model.sample_steps(steps) if "sample" in model.capabilities and not interpolate else None
         rng = np.random.default_rng(seed)
-        if interpolate:
-            x, _ = self.held_out(t)
-            pair = [_int(request, k, None, 0, len(x) - 1) for k in ("a", "b")]
+
+        def held_out(k: int) -> np.ndarray:  # called by generate once the model's capability is checked
+            x = self.held_out(t)[0]
+            if not interpolate:
+                return held_out_images(x, k, rng)
+            pair = [_int(request, key, None, 0, len(x) - 1) for key in ("a", "b")]
             if None in pair:
                 raise BadRequest("an interpolation needs the test image indices a and b")
-            held_out = lambda k: x[pair]  # noqa: E731
-        else:
-            held_out = lambda k: held_out_images(self.held_out(t)[0], k, rng)  # noqa: E731
+            return x[pair]
+
         t0 = time.perf_counter()
         with loaded.lock:
-            arrays, tiles, name, cols = generate(model, shape, n, rng, held_out, steps, interpolate, progress)
-        sheet = grid(tiles, cols)
-        return {"n": n, "name": name, "steps": steps, "seconds": round(time.perf_counter() - t0, 3),
+            made = generate(model, shape, n, rng, held_out, steps, interpolate, progress)
+        sheet = grid(made.tiles, made.cols)
+        return {"n": n, "name": made.name, "steps": made.steps, "seconds": round(time.perf_counter() - t0, 3),
                 "grid": _png_url(sheet), "grid_width": sheet.shape[1],
-                "images": [_png_url((np.clip(tile, 0, 1) * 255).round().astype(np.uint8)) for tile in tiles]}
+                "images": [_png_url((np.clip(tile, 0, 1) * 255).round().astype(np.uint8)) for tile in made.tiles]}
 
 
 def _int(request: dict, key: str, default, lo: int, hi: int):
