@@ -18,7 +18,7 @@ from .errors import RunError
 def atomic_file(path: Path, mode: str = "wb", perms: int | None = None) -> Iterator[Any]:
     """Open a temporary file next to ``path``; on success fsync and rename it over ``path``.
 
-    ``perms``: the file's mode bits (mkstemp makes 0600). A failed write (a full disk) removes the
+    ``perms``: the file's mode bits; default what the umask gives any new file (mkstemp makes 0600). A failed write (a full disk) removes the
     temporary file, leaves ``path`` as it was and is a RunError naming ``path``.
     A process killed meanwhile leaves a ``.NAME.*.tmp`` file that nothing reads (remove_temp_files).
     """
@@ -33,11 +33,16 @@ def atomic_file(path: Path, mode: str = "wb", perms: int | None = None) -> Itera
             yield f
             f.flush()
             os.fsync(f.fileno())
-        if perms is not None:
-            os.chmod(tmp, perms)
+        os.chmod(tmp, perms if perms is not None else 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
         if isinstance(e, OSError):
             raise RunError(f"{path}: cannot write ({e.strerror or e}); {kept}") from None
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0o077)  # reading the umask means setting it; it is put back at once
+    os.umask(mask)
+    return mask

@@ -72,6 +72,14 @@ def user_errors(fn):
             raise typer.Exit(getattr(e, "exit_code", 2))
         except distributed.RankLost as e:
             distributed.exit_lost(e)
+        except OSError as e:  # a path of the user's that the commands did not check first
+            if _debug["on"] or e.filename is None:
+                raise
+            from .userfiles import os_reason
+
+            if distributed.is_root():
+                _say("error:", "red", f"{e.filename}: {os_reason(e)}")
+            raise typer.Exit(2)
         except KeyboardInterrupt:
             err.print("interrupted")
             raise typer.Exit(130)
@@ -120,8 +128,7 @@ def train(config: Optional[Path] = typer.Argument(None, help="experiment YAML fi
     reporter = RichReporter(quiet or not out.is_terminal) if distributed.is_root() else Reporter()
     with reporter:
         result = run_training(cfg, runs_dir, base_dir=config.parent if config else None, reporter=reporter,
-                              resume=resume, init_from=init_from, allow_config_change=allow_config_change,
-                              source=config, overrides=set_)
+                              resume=resume, init_from=init_from, allow_config_change=allow_config_change, overrides=set_)
     metrics = "  ".join(f"{k} {v:.4g}" for k, v in result.metrics.items())
     if distributed.is_root():
         out.print(f"{result.stopped}: {result.run_dir}  {metrics}")

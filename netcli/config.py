@@ -7,12 +7,13 @@ the one source of truth for its YAML shape.
 from __future__ import annotations
 
 import math
+import os
 import typing
 from pathlib import Path
 from typing import Annotated, Any, Literal, Optional, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
 from . import data as _data  # noqa: F401  (registers datasets)
 from . import layers as _layers  # noqa: F401  (registers layers)
@@ -23,6 +24,7 @@ from . import schedules as _schedules  # noqa: F401
 from .errors import ConfigError
 from .plugins import PluginRef, load_config_plugins
 from .registry import DATASETS, LOSSES, MODELS, OPTIMIZERS, SCHEDULES, did_you_mean
+from .userfiles import read_bytes
 
 # -- the experiment ------------------------------------------------------------
 
@@ -72,6 +74,9 @@ class ExperimentConfig(BaseModel):
     schedule: SCHEDULES.union() = Field(default_factory=lambda: {"type": "constant"},  # type: ignore[valid-type]
                                         validate_default=True, description="learning-rate schedule")
     train: TrainConfig = Field(default_factory=TrainConfig, description="epochs, stopping, clipping, checkpoints")
+    # where each key came from, for errors found after validation (see locate)
+    _source: str = PrivateAttr("<config>")
+    _lines: dict = PrivateAttr(default_factory=dict)
 
 
 def refresh_config_models() -> None:
@@ -131,19 +136,25 @@ def load_config_with_sources(path: str | Path, overrides: list[str] = ()) -> tup
 
 def read_raw(path: str | Path, overrides: list[str] = ()) -> tuple[dict, dict[tuple, int | str]]:
     """The file's data with ``overrides`` applied and its plugins loaded, and the line of each key path
-    ("--set" for overridden ones)."""
+    ("--set KEY=VALUE" for overridden ones)."""
     path = Path(path)
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise ConfigError([f"{path}: no such config file"]) from None
-    except (IsADirectoryError, PermissionError, UnicodeDecodeError) as e:
-        raise ConfigError([f"{path}: cannot read the config file ({e.__class__.__name__})"]) from None
-    raw, lines = parse_yaml(text, str(path))
+    raw, lines = parse_yaml(read_config_text(path), str(path))
     for item in overrides:
         apply_override(raw, item, lines)
     load_config_plugins(raw, lines, str(path), path.parent)
     return raw, lines
+
+
+MAX_CONFIG_BYTES = 256 * 1024  # configs are a few KB; PyYAML needs seconds per MB
+
+
+def read_config_text(path: Path) -> str:
+    """The text of a config file; a missing, unreadable, non-regular or oversized one is a ConfigError."""
+    data = read_bytes(path, lambda message: ConfigError([message]), "config file", max_bytes=MAX_CONFIG_BYTES)
+    try:
+        return data.decode()
+    except UnicodeDecodeError as e:
+        raise ConfigError([f"{path}: cannot read the config file (not UTF-8 text: byte {e.start})"]) from None
 
 
 def absolute_paths(cfg: ExperimentConfig, base_dir: Path) -> ExperimentConfig:
@@ -154,8 +165,16 @@ def absolute_paths(cfg: ExperimentConfig, base_dir: Path) -> ExperimentConfig:
                 value = value.expanduser()
             except RuntimeError:  # ~user of no such user: the path as written, reported missing when read
                 pass
-            setattr(cfg.data, name, (base_dir / value).resolve())
+            setattr(cfg.data, name, _absolute(base_dir / value))
     return cfg
+
+
+def _absolute(path: Path) -> Path:
+    """``path`` with symlinks resolved where they resolve; a loop is left for the reader to report."""
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError):  # RuntimeError: a symlink loop (Python < 3.13)
+        return Path(os.path.abspath(path))
 
 
 def config_from_dict(raw: dict, source: str = "<config>") -> ExperimentConfig:
@@ -201,11 +220,21 @@ class _ConfigLoader(yaml.SafeLoader):
                                               event.start_mark)
         return super().compose_node(parent, index)
 
+    def construct_yaml_int(self, node):
+        try:
+            return super().construct_yaml_int(node)
+        except ValueError:  # more digits than Python converts (sys.get_int_max_str_digits)
+            raise yaml.constructor.ConstructorError(None, None, f"an integer of {len(node.value):,} characters is "
+                                                    "too long", node.start_mark) from None
+
     def fetch_flow_collection_start(self, token_class):
         if self.flow_level >= self.MAX_FLOW_DEPTH:
             raise yaml.scanner.ScannerError(None, None, f"nested more than {self.MAX_FLOW_DEPTH} levels deep",
                                             self.get_mark())
         super().fetch_flow_collection_start(token_class)
+
+
+_ConfigLoader.add_constructor("tag:yaml.org,2002:int", _ConfigLoader.construct_yaml_int)
 
 
 def _line_map(node, path: tuple, lines: dict, problems: list, source: str) -> None:
@@ -225,34 +254,51 @@ def _line_map(node, path: tuple, lines: dict, problems: list, source: str) -> No
 
 
 def apply_override(raw: dict, item: str, lines: dict) -> None:
-    """Apply `key.path=value` (value parsed as YAML) to the raw config."""
+    """Apply `key.path=value` (value parsed as YAML) to the raw config; its keys are blamed on `--set ITEM`."""
     key, sep, value = item.partition("=")
-    if not sep or not key.strip():
-        raise ConfigError([f"--set {item}: expected key.path=value"])
-    parts: list[Any] = [int(p) if p.isdigit() else p for p in key.strip().split(".")]
+    key = key.strip()
+    where = f"--set {clip(item)}"
+    if not sep or not key:
+        raise ConfigError([f"{where}: expected key.path=value"])
+    names = key.split(".")
+    parts: list[Any] = [_key_part(p) for p in names]
     try:
         parsed = yaml.load(value, Loader=_ConfigLoader)
     except RecursionError:
-        raise ConfigError([f"--set {key}: value nested too deeply"]) from None
+        raise ConfigError([f"{where}: value nested too deeply"]) from None
     except yaml.YAMLError as e:
-        raise ConfigError([f"--set {item}: value is not valid YAML ({getattr(e, 'problem', e)})"]) from None
+        raise ConfigError([f"{where}: value is not valid YAML ({clip(str(getattr(e, 'problem', e)))})"]) from None
     node: Any = raw
-    for i, part in enumerate(parts[:-1]):
-        nxt = parts[i + 1]
+    for i, part in enumerate(parts):
+        last = i == len(parts) - 1
         if isinstance(node, list) and isinstance(part, int) and part < len(node):
+            if last:
+                node[part] = parsed
             node = node[part]
-        elif isinstance(node, dict):
-            node = node.setdefault(part, [] if isinstance(nxt, int) else {})
+        elif isinstance(node, dict) and isinstance(part, (str, int)):
+            if last:
+                node[part] = parsed
+            elif part not in node:
+                node[part] = [] if isinstance(parts[i + 1], int) else {}
+                lines[tuple(parts[: i + 1])] = where  # a key the file does not have
+            node = node[part]
         else:
-            raise ConfigError([f"--set {item}: {_dotted(parts[: i + 1])} does not exist"])
-    last = parts[-1]
-    if isinstance(node, dict):
-        node[last] = parsed
-    elif isinstance(node, list) and isinstance(last, int) and last < len(node):
-        node[last] = parsed
-    else:
-        raise ConfigError([f"--set {item}: {key} does not exist"])
-    lines[tuple(parts)] = "--set"
+            raise ConfigError([f"{where}: {clip('.'.join(names[: i + 1]))} does not exist"])
+    for k in [k for k in lines if k[: len(parts)] == tuple(parts)]:  # the file's lines below the replaced value
+        del lines[k]
+    lines[tuple(parts)] = where
+
+
+def _key_part(part: str) -> int | str | None:
+    """A list index (ASCII digits), else the key; None for an index no list can have."""
+    if not (part.isascii() and part.isdigit()):
+        return part
+    return int(part) if len(part) <= 18 else None
+
+
+def clip(text: str, limit: int = 80) -> str:
+    """``text`` cut to ``limit`` characters, so that a hostile value cannot flood an error message."""
+    return text if len(text) <= limit else f"{text[: limit - 20]}...({len(text):,} characters)"
 
 
 # -- validation and error reports -----------------------------------------------
@@ -263,10 +309,23 @@ def validate(raw: dict, source: str, lines: dict) -> ExperimentConfig:
         cfg = ExperimentConfig.model_validate(raw)
     except ValidationError as e:
         raise ConfigError([format_error(err, source, lines) for err in e.errors()]) from None
-    problems = [f"{_where(source, lines, loc)}: {_dotted(loc)}: {why}" for loc, why in _unusable_values(cfg.model_dump())]
+    cfg._source, cfg._lines = source, lines
+    problems = [f"{locate(cfg, loc)}: {why}" for loc, why in _unusable_values(cfg.model_dump())]
     if problems:
         raise ConfigError(problems)
     return cfg
+
+
+def locate(cfg: ExperimentConfig, loc: tuple) -> str:
+    """`file:line: key.path` of ``loc`` in the file ``cfg`` came from, or `--set KEY=VALUE` if that set it."""
+    return _blame(_where(cfg._source, cfg._lines, loc), loc)
+
+
+def _blame(where: str, loc: tuple) -> str:
+    key = _dotted(loc)
+    if not loc or where.startswith(f"--set {key}="):  # the --set item names the key already
+        return where
+    return f"{where}: {clip(key)}"
 
 
 def _unusable_values(value, loc: tuple = ()) -> list[tuple[tuple, str]]:
@@ -289,13 +348,17 @@ def format_error(err: dict, source: str, lines: dict) -> str:
     if kind == "extra_forbidden":
         valid = _fields_at(err["loc"][:-1])
         hint = did_you_mean(str(loc[-1]), valid)
-        msg = f"unknown key '{loc[-1]}'{hint}" + (f"; valid keys: {', '.join(valid)}" if valid and not hint else "")
+        msg = f"unknown key '{clip(str(loc[-1]))}'{hint}" + (f"; valid keys: {', '.join(valid)}" if valid and not hint else "")
     elif kind == "union_tag_invalid":
         valid = [t.strip(" '") for t in ctx.get("expected_tags", "").split(",")]
         what = _KIND_OF.get(loc[0] if loc else "", "type")
         if loc[:1] == ("model",) and len(loc) > 1:
             what = "layer"
-        msg = f"unknown {what} '{ctx.get('tag')}'{did_you_mean(str(ctx.get('tag')), valid)}; valid: {', '.join(valid)}"
+        tag = str(ctx.get("tag"))
+        msg = f"unknown {what} '{clip(tag)}'{did_you_mean(tag, valid)}; valid: {', '.join(valid)}"
+        tag_loc = (*loc, str(ctx.get("discriminator", "type")).strip("'"))
+        if tag_loc in lines:  # blame the tag's own key and line (not for shorthand: `- relu`)
+            loc, where = tag_loc, _where(source, lines, tag_loc)
     elif kind == "union_tag_not_found":
         msg = f"missing '{ctx.get('discriminator', 'type').strip(chr(39))}' (which kind of entry this is)"
     elif kind == "missing":
@@ -303,10 +366,14 @@ def format_error(err: dict, source: str, lines: dict) -> str:
     else:
         msg = err["msg"]
         if "input" in err and not isinstance(err["input"], (dict, list)):
-            msg += f" (got {err['input']!r})"
-    if not loc or where == f"--set {_dotted(loc)}":
-        return f"{where}: {msg}"
-    return f"{where}: {_dotted(loc)}: {msg}"
+            msg += f" (got {_short_repr(err['input'])})"
+    return f"{_blame(where, loc)}: {msg}"
+
+
+def _short_repr(value) -> str:
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10**40:
+        return f"an integer of {len(str(abs(value)))} digits"
+    return clip(repr(value))
 
 
 _KIND_OF = {"data": "dataset", "model": "model type", "loss": "loss", "optimizer": "optimizer",
@@ -314,12 +381,11 @@ _KIND_OF = {"data": "dataset", "model": "model type", "loss": "loss", "optimizer
 
 
 def _where(source: str, lines: dict, loc: tuple) -> str:
+    """`source:line` of the deepest prefix of ``loc`` that ``lines`` knows, or the `--set ...` that made it."""
     for n in range(len(loc), -1, -1):
         line = lines.get(tuple(loc[:n]))
-        if line == "--set":
-            return f"--set {_dotted(loc[:n])}"
-        if line == "--plugin":
-            return "--plugin"
+        if isinstance(line, str):  # "--set KEY=VALUE" or "--plugin"
+            return line
         if line is not None:
             return f"{source}:{line}"
     return source
@@ -389,15 +455,6 @@ def _model_of(ann):
 def dump_config(cfg: ExperimentConfig) -> str:
     """The resolved config as YAML, every default filled in."""
     return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
-
-
-def locate(path: str | Path, key: tuple) -> str:
-    """`file:line` of the deepest existing prefix of ``key`` in a config file."""
-    try:
-        _, lines = parse_yaml(Path(path).read_text(), str(path))
-    except (OSError, ConfigError):
-        return str(path)
-    return _where(str(path), lines, tuple(key))
 
 
 def flatten(value, prefix: str = "") -> dict[str, Any]:

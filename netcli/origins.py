@@ -44,8 +44,9 @@ def render(lines: list[Line]) -> str:
 def origin(path: tuple, raw: Any, lines: dict) -> str:
     """Where the value at key path ``path`` came from."""
     for n in range(len(path), 0, -1):
-        if lines.get(path[:n]) in ("--set", "--plugin") and _present(raw, path):
-            return lines[path[:n]]
+        mark = lines.get(path[:n])
+        if isinstance(mark, str) and _present(raw, path):  # "--set KEY=VALUE" or "--plugin"
+            return mark.split(" ", 1)[0]
     if not _present(raw, path):
         return "default"
     line = lines.get(path)

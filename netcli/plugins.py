@@ -133,7 +133,7 @@ def load_config_plugins(raw: dict, lines: dict, source: str, base_dir: Path) -> 
             recorded.append(item)  # validation reports it
             continue
         line = lines.get(("plugins", i), lines.get(("plugins",)))
-        where = "--set plugins" if line == "--set" else f"{source}:{line}" if line else source
+        where = line if isinstance(line, str) else f"{source}:{line}" if line else source
         plugin = load(spec, base_dir, f"{where}: plugins.{i}")
         old = item.get("sha256") if isinstance(item, dict) else None
         if old and old != plugin.sha256:

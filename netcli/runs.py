@@ -26,6 +26,7 @@ import json
 import os
 import re
 import socket
+import stat
 import time
 import zipfile
 from contextlib import contextmanager, suppress
@@ -36,6 +37,7 @@ import numpy as np
 
 from .atomic import atomic_file
 from .errors import CheckpointError, RunError
+from .userfiles import os_reason
 
 # 2: the meta record holds the data description (DataInfo) beside the config; 1 did not
 # 3: optimizer state per named optimizer of the model type (optim/<name>/<key>; 2 had optim/<key>)
@@ -190,11 +192,15 @@ def _describe(holder: dict) -> str:
 def find_run(path: str | Path) -> Path:
     """A run directory, or the newest run below runs/<name>/ when given that."""
     p = Path(path)
-    if not p.is_dir():
-        raise RunError(f"{p}: no such run directory")
-    if (p / "config.yaml").is_file():
-        return p
-    runs = sorted((d for d in p.iterdir() if (d / "config.yaml").is_file()), key=_started)
+    try:
+        if not stat.S_ISDIR(os.stat(p).st_mode):
+            raise RunError(f"{p}: no such run directory (not a directory)")
+        if (p / "config.yaml").is_file():
+            return p
+        runs = sorted((d for d in p.iterdir() if (d / "config.yaml").is_file()), key=_started)
+    except OSError as e:  # missing, a symlink loop, a name too long, unreadable
+        why = "" if e.errno == errno.ENOENT else f" ({os_reason(e)})"
+        raise RunError(f"{p}: no such run directory{why}") from None
     if not runs:
         raise RunError(f"{p}: not a run directory (no config.yaml)")
     return runs[-1]

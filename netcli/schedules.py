@@ -28,6 +28,14 @@ class ScheduleConfig(BaseModel):
     warmup_start_factor: float = Field(0.0, ge=0, le=1, description="warmup starts at this fraction of the rate")
 
 
+class ScheduleError(ValueError):
+    """A schedule that cannot run for the run's steps; ``key`` is the option to change (None: the steps)."""
+
+    def __init__(self, key: str | None, message: str):
+        super().__init__(message)
+        self.key = key
+
+
 class Schedule:
     Config: ClassVar[type[ScheduleConfig]]
     type_name: ClassVar[str]
@@ -52,8 +60,12 @@ class Schedule:
 
     def _need_horizon(self, steps: int) -> None:
         if self.horizon < steps:
-            raise ValueError(f"schedule '{self.type_name}' needs {steps} or more steps after its "
-                             f"{self.config.warmup_steps} warmup steps, but training has {self.total_steps} in all")
+            warmup, room = self.config.warmup_steps, self.total_steps - steps
+            lower = f"lower schedule.warmup_steps to {room} or less, or " if warmup and room >= 0 else ""
+            raise ScheduleError("warmup_steps" if warmup else None,
+                                f"schedule '{self.type_name}' needs {steps} or more steps after its {warmup} warmup "
+                                f"steps, but training has {self.total_steps} in all; {lower}train for more steps "
+                                "(train.epochs, train.max_steps)")
 
 
 make_schedule = SCHEDULES.build  # (spec: name | dict | Config, base_lr, total_steps) -> Schedule
@@ -185,8 +197,8 @@ class OneCycle(Schedule):
         self.final = self.start / config.final_div_factor
         self.rise_end = config.pct_start * self.horizon - 1  # the step of the peak (a float, as in torch)
         if not 0 < self.rise_end < self.horizon - 1:
-            raise ValueError(f"one_cycle: pct_start {config.pct_start} of {self.horizon} steps leaves a phase "
-                             "without steps; use more steps or another pct_start")
+            raise ScheduleError("pct_start", f"one_cycle: pct_start {config.pct_start} of {self.horizon} steps leaves "
+                                "a phase without steps; use more steps or another pct_start")
 
     def lr_at(self, step):
         step = min(step, self.horizon - 1)

@@ -325,7 +325,7 @@ def run_trial(sweep: Sweep, study, trial) -> tuple[str, float | None, str]:
     try:
         cfg = load_config(sweep.base, overrides)
         reporter = TrialReporter(sweep, trial, cfg.train.epochs)
-        result = train(cfg, sweep.runs_dir, base_dir=sweep.base.parent, reporter=reporter, source=sweep.base)
+        result = train(cfg, sweep.runs_dir, base_dir=sweep.base.parent, reporter=reporter)
     except KeyboardInterrupt:  # a second Ctrl-C: the run stopped without its last checkpoint
         _requeue(study, trial, params)
         raise _Stop() from None

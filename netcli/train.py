@@ -40,7 +40,7 @@ from .optim import Optimizer
 from .registry import MODELS, OPTIMIZERS
 from .runs import (MetricsLog, append_text, assign_arrays, find_run, load_checkpoint, new_run_dir,
                    remove_temp_files, run_lock, save_checkpoint, write_json, write_text)
-from .schedules import make_schedule
+from .schedules import ScheduleError, make_schedule
 
 
 class _SkipBatch(Exception):
@@ -64,22 +64,21 @@ class Experiment:
     total_steps: int
 
 
-def build_experiment(cfg: ExperimentConfig, base_dir: Path | None = None, progress=None,
-                     source: Path | None = None) -> Experiment:
+def build_experiment(cfg: ExperimentConfig, base_dir: Path | None = None, progress=None) -> Experiment:
     """Load the data and build model, optimizer and schedule from a validated config.
 
     A layer that cannot take its input shape is reported as a config error at
-    its key (``model.layers.3``), with the line in ``source`` when given.
+    its key (``model.layers.3``), with the line of the file (or the --set) it came from.
     """
     B.set_float_dtype(cfg.dtype)
 
     def where(*key) -> str:
-        return f"{locate(source, key) if source else '<config>'}: {'.'.join(map(str, key))}"
+        return locate(cfg, key)
 
     with D.root_first():  # under mpiexec rank 0 fetches a data set once, the others then read the cache
         splits = load_data(cfg.data, cfg.seed, base_dir=base_dir, progress=progress)
     if len(splits.train_x) == 0:
-        raise ConfigError([f"{where('data')}: no training samples ({len(splits.val_x)} of {len(splits.val_x)} "
+        raise ConfigError([f"{where('data', 'val_fraction')}: no training samples ({len(splits.val_x)} of {len(splits.val_x)} "
                            f"went to validation with val_fraction {cfg.data.val_fraction})"])
     problem = D.batch_problem(len(splits.train_x), cfg.data.batch_size, len(splits.val_x))
     if problem:
@@ -106,8 +105,8 @@ def build_experiment(cfg: ExperimentConfig, base_dir: Path | None = None, progre
         total = min(total, cfg.train.max_steps)
     try:
         schedule = make_schedule(cfg.schedule, cfg.optimizer.lr, total)
-    except ValueError as e:  # e.g. more warmup steps than the run has
-        raise ConfigError([f"{where('schedule')}: {e}"]) from None
+    except ScheduleError as e:  # e.g. more warmup steps than the run has
+        raise ConfigError([f"{where('schedule', *[e.key] if e.key else [])}: {e}"]) from None
     return Experiment(cfg, splits, model, optimizers, schedule, steps_per_epoch, total)
 
 
@@ -200,7 +199,7 @@ class TrainResult:
 
 def train(cfg: ExperimentConfig | None, runs_root: Path | str = "runs", *, base_dir: Path | None = None,
           reporter: Reporter | None = None, resume: Path | None = None, init_from: Path | None = None,
-          allow_config_change: bool = False, data_progress=None, source: Path | None = None,
+          allow_config_change: bool = False, data_progress=None,
           overrides: list[str] = ()) -> TrainResult:
     """Train ``cfg`` in a new run directory, or continue the run ``resume``.
 
@@ -216,9 +215,9 @@ def train(cfg: ExperimentConfig | None, runs_root: Path | str = "runs", *, base_
         run_dir = find_run(resume)
         with _lock(run_dir):
             if cfg is None:
-                cfg, source = load_config(run_dir / "config.yaml", overrides), run_dir / "config.yaml"
-            return _resume(run_dir, cfg, source, reporter, base_dir, data_progress, allow_config_change)
-    exp = build_experiment(cfg, base_dir, progress=data_progress, source=source)
+                cfg = load_config(run_dir / "config.yaml", overrides)
+            return _resume(run_dir, cfg, reporter, base_dir, data_progress, allow_config_change)
+    exp = build_experiment(cfg, base_dir, progress=data_progress)
     if init_from is not None:
         if Path(init_from).suffix == ".safetensors":  # a `netcli export` file
             from .export import read_safetensors
@@ -246,7 +245,7 @@ def _ranks(n: int) -> str:
     return f"{n} MPI rank{'s' if n > 1 else ''}" if n > 1 else "1 process"
 
 
-def _resume(run_dir: Path, cfg: ExperimentConfig, source: Path | None, reporter: Reporter, base_dir: Path | None,
+def _resume(run_dir: Path, cfg: ExperimentConfig, reporter: Reporter, base_dir: Path | None,
             data_progress, allow_config_change: bool) -> TrainResult:
     """Continue ``run_dir`` from checkpoints/last.npz with ``cfg``; the caller holds the run's lock."""
     if D.is_root():
@@ -257,7 +256,7 @@ def _resume(run_dir: Path, cfg: ExperimentConfig, source: Path | None, reporter:
                        "start it again")
     arrays, meta = load_checkpoint(ckpt)
     changes = _config_changes(ckpt, meta, cfg, allow_config_change)
-    exp = build_experiment(cfg, base_dir, progress=data_progress, source=source)
+    exp = build_experiment(cfg, base_dir, progress=data_progress)
     data_rng = np.random.default_rng([cfg.seed, 1])
     state = restore(ckpt, arrays, meta, exp, data_rng)
     if D.is_root():
@@ -598,4 +597,4 @@ def prepare_config(path: Path, overrides: list[str] = ()) -> ExperimentConfig:
 def prepare_experiment(path: Path, overrides: list[str] = ()) -> tuple[ExperimentConfig, Experiment]:
     """Validate a config file and build it (data, model), so shape errors surface before training."""
     cfg = prepare_config(path, overrides)
-    return cfg, build_experiment(cfg, Path(path).parent, source=Path(path))
+    return cfg, build_experiment(cfg, Path(path).parent)

@@ -84,7 +84,7 @@ def test_set_overrides_are_applied_and_type_checked(tiny):
     assert resolved["train"]["epochs"] == 1 and resolved["optimizer"]["lr"] == 3e-3
     r = invoke("validate", tiny / "tiny.yaml", "--set", "train.epochs=many")
     assert r.exit_code == 2
-    assert "--set train.epochs: Input should be a valid integer" in r.output
+    assert "--set train.epochs=many: Input should be a valid integer" in r.output
 
 
 def test_validate_and_summary(tiny):
@@ -109,14 +109,14 @@ BROKEN = [
      "optimiser: unknown key 'optimiser' (did you mean 'optimizer'?)", 16),
     ("wrong type", lambda t: t.replace("epochs: 2", "epochs: two"), "train.epochs: Input should be a valid integer", 18),
     ("unknown layer", lambda t: t.replace("type: dense", "type: dence"),
-     "model.layers.3: unknown layer 'dence' (did you mean 'dense'?)", 15),
+     "model.layers.3.type: unknown layer 'dence' (did you mean 'dense'?)", 15),
     ("unknown layer key", lambda t: t.replace("units: 2", "unitz: 2"),
      "model.layers.3.unitz: unknown key 'unitz' (did you mean 'units'?)", 15),
     ("unknown optimizer", lambda t: t.replace("type: adam", "type: adamm"),
-     "optimizer: unknown optimizer 'adamm' (did you mean 'adam'?)", 16),
+     "optimizer.type: unknown optimizer 'adamm' (did you mean 'adam'?)", 16),
     ("unknown loss", lambda t: t + "loss: cross_entropi\n", "loss: unknown loss 'cross_entropi' (did you mean 'cross_entropy'?)", 19),
     ("unknown dataset", lambda t: t.replace("dataset: npz", "dataset: mnsit"),
-     "data: unknown dataset 'mnsit' (did you mean 'mnist'?)", 3),
+     "data.dataset: unknown dataset 'mnsit' (did you mean 'mnist'?)", 4),
     ("negative size", lambda t: t.replace("filters: 2", "filters: -2"), "model.layers.0.filters: Input should be greater than 0", 12),
     ("impossible shape", lambda t: t.replace("kernel: 3, padding: 1", "kernel: 7"), "model.layers.0", 12),
     ("wrong output size", lambda t: t.replace("units: 2", "units: 3"), "2 classes", None),

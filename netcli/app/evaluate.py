@@ -19,7 +19,7 @@ def load_run(run: Path | str, checkpoint: str = "best", base_dir: Path | None = 
     """Rebuild a run's experiment from its config.yaml and load its best (or last) checkpoint."""
     run_dir = find_run(run)
     cfg = load_config(run_dir / "config.yaml")
-    exp = build_experiment(cfg, base_dir, source=run_dir / "config.yaml")
+    exp = build_experiment(cfg, base_dir)
     path = checkpoint_path(run_dir, checkpoint)
     load_weights(path, exp.model)
     return run_dir, exp

@@ -15,6 +15,7 @@ import numpy as np
 from pydantic import Field
 
 from ..registry import did_you_mean
+from ..userfiles import check_file
 from .base import DataConfig, DataError, Dataset, Progress, Splits, Task, make_splits, register_dataset
 from .idx import read_idx
 from .mnist import LayoutConfig, layout, layout_name
@@ -89,7 +90,14 @@ class FileConfig(DataConfig):
 
 
 # -- npz --------------------------------------------------------------------
+
+def check_data_file(path: Path) -> None:
+    """A data file must be a regular file; any OS error is one line naming it."""
+    check_file(path, DataError, hint="; check the path in the data section")
+
+
 def read_npz(path: Path, keys: tuple[str, str]) -> tuple[np.ndarray, ...]:
+    check_data_file(path)
     try:
         with np.load(path, allow_pickle=False) as f:
             missing = [k for k in keys if k not in f.files]
@@ -97,8 +105,6 @@ def read_npz(path: Path, keys: tuple[str, str]) -> tuple[np.ndarray, ...]:
                 raise DataError(f"{path}: no array '{missing[0]}' (it has: {', '.join(f.files) or 'none'}); "
                                 "set x_key / y_key in the data section")
             return tuple(f[k] for k in keys)
-    except FileNotFoundError:
-        raise DataError(f"{path}: no such file; check the path in the data section") from None
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
         raise DataError(f"{path}: not a readable .npz of plain arrays ({e}); save it with numpy.savez") from None
 
@@ -122,11 +128,10 @@ class NpzDataset(Dataset):
 # -- csv --------------------------------------------------------------------
 def read_table(path: Path, delimiter: str = ",") -> tuple[list[str], np.ndarray]:
     """The header and the text cells (N, columns) of a CSV file, every row as long as the header."""
-    try:
-        with open(path, newline="") as f:
+    check_data_file(path)
+    try:  # utf-8-sig: spreadsheet programs start a CSV with a byte-order mark
+        with open(path, newline="", encoding="utf-8-sig") as f:
             rows = list(csv.reader(f, delimiter=delimiter))
-    except FileNotFoundError:
-        raise DataError(f"{path}: no such file; check the path in the data section") from None
     except (OSError, UnicodeDecodeError, csv.Error) as e:
         raise DataError(f"{path}: cannot read as CSV ({e})") from None
     rows = [r for r in rows if r]  # blank lines

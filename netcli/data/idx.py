@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..userfiles import read_bytes
 from .base import DataError
 
 DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
@@ -41,12 +42,7 @@ def parse_idx(data: bytes, name: str = "<bytes>") -> np.ndarray:
 
 
 def read_idx(path: str | Path) -> np.ndarray:
-    path = Path(path)
-    try:
-        data = path.read_bytes()
-    except OSError as e:
-        raise DataError(f"{path}: cannot read IDX file ({e.strerror})") from None
-    return parse_idx(data, str(path))
+    return parse_idx(read_bytes(path, DataError, "IDX file"), str(path))
 
 
 def encode_idx(array: np.ndarray) -> bytes:
