@@ -159,6 +159,14 @@ def test_os_errors_and_non_regular_files_as_data_paths(tiny, kind, what):
     assert r.returncode == 2 and r.stderr.startswith(f"error: {path}: {reason}") and r.stderr.count("\n") == 1, r.stderr
 
 
+def test_a_relative_data_path_in_a_symlink_loop(tiny):
+    # relative paths are made absolute against the config's folder: a loop must reach the reader intact
+    bad_paths(tiny)
+    text = TINY.replace("path: train.npz", "path: loop1")
+    r = invoke("validate", tiny_config(tiny, text))
+    assert_clean_error(r, f"{tiny / 'loop1'}: {os.strerror(errno.ELOOP)}")
+
+
 def test_non_regular_and_oversized_configs_are_refused_before_parsing(tmp_path):
     r = netcli_process("validate", "/dev/zero")
     assert r.returncode == 2 and r.stderr == "error: /dev/zero: is a character device, not a regular file\n", r.stderr
@@ -175,8 +183,8 @@ def test_non_regular_and_oversized_configs_are_refused_before_parsing(tmp_path):
 
 def test_a_csv_with_a_byte_order_mark_reads_like_one_without(tiny):
     rng = np.random.default_rng(0)
-    rows = "\n".join(f"{a:.3f},{b:.3f},{int(a + b > 0)}" for a, b in rng.normal(size=(40, 2)))
-    (tiny / "bom.csv").write_text("a,b,y\n" + rows + "\n", encoding="utf-8-sig")
+    rows = "\n".join(f"{int(a + b > 0)},{a:.3f},{b:.3f}" for a, b in rng.normal(size=(40, 2)))
+    (tiny / "bom.csv").write_text("y,a,b\n" + rows + "\n", encoding="utf-8-sig")  # the mark sticks to 'y'
     assert (tiny / "bom.csv").read_bytes()[:3] == b"\xef\xbb\xbf"
     text = TINY.replace("dataset: npz\n  path: train.npz\n  test_path: test.npz",
                         "dataset: csv\n  path: bom.csv\n  label_column: y").replace(
