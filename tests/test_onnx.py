@@ -17,16 +17,11 @@ from netcli import backend as B
 from netcli.gradcheck import make_layer
 from netcli.layers.base import walk
 from netcli.layers.context import Context
-from netcli.onnx import CONVERTERS, Graph, convert, export_onnx
+from netcli.onnx import Graph, convert, export_onnx
 from netcli.registry import LAYERS
 from netcli.runs import find_run
 
 ROOT = Path(__file__).resolve().parents[1]
-# Layers whose converters the second ONNX helper is writing (branch export2): expected to fail here until
-# they land; test_pending_layers_are_still_pending makes whoever adds a converter take its name off.
-PENDING = {"rnn", "lstm", "gru", "multihead_attention", "transformer_encoder", "patch_embed", "class_token",
-           "mean_pool", "select_token", "learned_position", "sinusoidal_position",
-           "time_mlp_denoiser", "time_res_block", "unet"}
 TOL = 1e-4
 
 
@@ -70,8 +65,6 @@ def layer_graph(layer, case, ctx_arrays):
 @pytest.mark.parametrize("name,case", list(registry_cases(LAYERS)))
 def test_every_layer_runs_in_onnxruntime_as_in_netcli(name, case):
     assert case is not None, f"layer '{name}' lists no grad_cases"
-    if name in PENDING and name not in CONVERTERS:
-        pytest.xfail(f"{name}: its converter is being written on branch export2")
     rng = np.random.default_rng(0)
     with B.dtype_scope("float32"):
         layer = make_layer(name, case.config)
@@ -90,30 +83,28 @@ def test_every_layer_runs_in_onnxruntime_as_in_netcli(name, case):
             assert_close(sess.run(["y"], feeds)[0], want)
 
 
-def test_pending_layers_are_still_pending():
-    assert not PENDING & set(CONVERTERS), "take the layers that now have converters off PENDING"
-    assert PENDING <= set(LAYERS.names())
-
-
 def supervised_configs():
     for path in sorted((ROOT / "configs").glob("*.yaml")):
         raw = yaml.safe_load(path.read_text())
         if raw["model"]["type"] in ("classifier", "regressor"):
-            layers = {spec if isinstance(spec, str) else spec["type"] for spec in raw["model"]["layers"]}
-            yield pytest.param(path, marks=[pytest.mark.xfail(strict=True, reason="export2's layers")]
-                               if layers & PENDING else [], id=path.stem)
+            yield pytest.param(path, id=path.stem)
 
 
-@pytest.mark.parametrize("path", list(supervised_configs()))
-def test_shipped_supervised_configs_export_and_agree(path, tmp_path):
-    """A few training steps of each shipped classifier and regressor config, exported, run at batches 1 and 7."""
+def tiny_export(path, tmp_path):
+    """Train a shipped config for three steps on 200 samples, export it with `netcli export`: (model, proto)."""
     r = invoke("train", path, "--runs-dir", tmp_path / "runs", "--quiet", "--set", "data.limit=200",
                "--set", "train.max_steps=3", "--set", "train.epochs=1", "--set", "schedule=constant")
     assert r.exit_code == 0, r.output
     run = find_run(tmp_path / "runs" / yaml.safe_load(path.read_text())["name"])
     r = invoke("export", run, "--format", "onnx", "-o", tmp_path / "m.onnx")
     assert r.exit_code == 0, r.output
-    model, proto = netcli.load_run(run), onnx.load(str(tmp_path / "m.onnx"))
+    return netcli.load_run(run), onnx.load(str(tmp_path / "m.onnx"))
+
+
+@pytest.mark.parametrize("path", list(supervised_configs()))
+def test_shipped_supervised_configs_export_and_agree(path, tmp_path):
+    """A few training steps of each shipped classifier and regressor config, exported, run at batches 1 and 7."""
+    model, proto = tiny_export(path, tmp_path)
     meta = {p.key: p.value for p in proto.metadata_props}
     assert meta["format"] == "netcli-onnx/1" and meta["netcli_version"] == netcli.__version__
     assert json.loads(meta["config"])["name"] == model.config.name

@@ -19,7 +19,8 @@ from pathlib import Path
 from .. import __version__
 from ..atomic import atomic_file
 from ..trained import load_run
-from . import activations, conv, dense, embedding, models, norm, pool, reshape  # noqa: F401  (they register)
+from . import (activations, attention, conv, dense, diffusion, embedding, generative, models,  # noqa: F401
+               norm, patches, pool, positional, recurrent, reshape, transformer)  # (they register)
 from .convert import (CONVERTERS, MODEL_CONVERTERS, ExportError, convert, convert_model,  # noqa: F401
                       converter, model_converter)
 from .graph import OPSET, Graph, GraphContext  # noqa: F401

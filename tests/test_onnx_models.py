@@ -1,0 +1,98 @@
+"""ONNX export of the generative models (VAE and autoencoder decoders as generators, the DDPM denoiser
+as a network of (x, t)) and of a token classifier whose padding mask the graph computes itself."""
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from test_onnx import assert_close, session, tiny_export
+from tinyrun import invoke
+
+import netcli
+from netcli.layers.context import Context
+from netcli.runs import find_run
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def io_of(proto):
+    return json.loads({p.key: p.value for p in proto.metadata_props}["io"])
+
+
+@pytest.mark.parametrize("name", ["mnist_vae", "mnist_autoencoder"])
+def test_decoders_export_as_generators(name, tmp_path):
+    """latent (N, L) -> image (N, 784) in [0, 1]: the VAE's decode(z), the autoencoder's pixels(decoder(z))."""
+    trained, proto = tiny_export(ROOT / "configs" / f"{name}.yaml", tmp_path)
+    model = trained.model
+    L = model.decoder.in_shape[0]
+    assert io_of(proto) == {"inputs": [{"name": "latent", "shape": ["N", L]}],
+                            "outputs": [{"name": "image", "shape": ["N", 784]}]}
+    sess, rng = session(proto), np.random.default_rng(0)
+    for batch in (1, 7):
+        z = rng.standard_normal((batch, L)).astype(np.float32)
+        want = model.decode(z) if name == "mnist_vae" else model.pixels(model.decoder.forward(z, training=False))
+        assert_close(sess.run(["image"], {"latent": z})[0], want.astype(np.float32))
+
+
+@pytest.mark.parametrize("name", ["mnist_ddpm", "mnist_ddpm_quick"])
+def test_ddpm_denoiser_exports_as_a_network_of_x_and_t(name, tmp_path):
+    """(x_t, t) -> the predicted noise of the averaged weights (those that sample), any t per sample."""
+    trained, proto = tiny_export(ROOT / "configs" / f"{name}.yaml", tmp_path)
+    model = trained.model
+    assert io_of(proto) == {"inputs": [{"name": "input", "shape": ["N", 1, 28, 28]}, {"name": "t", "shape": ["N"]}],
+                            "outputs": [{"name": "noise", "shape": ["N", 1, 28, 28]}]}
+    params = {i.name for i in proto.graph.initializer if i.name.startswith("denoiser")}
+    assert params and all(n.startswith("denoiser_ema.0.") for n in params)  # the EMA copy, not the trained one
+    sess, rng = session(proto), np.random.default_rng(0)
+    for batch in (1, 7):
+        x = rng.standard_normal((batch, 1, 28, 28)).astype(np.float32)
+        t = rng.integers(0, model.config.timesteps, batch)
+        want = model.ema_net.forward(x, False, Context(t=t))
+        assert_close(sess.run(["noise"], {"input": x, "t": t})[0], want)
+    # one DDIM step from the exported network equals the model's own step
+    x, t, t_prev = rng.standard_normal((3, 1, 28, 28)).astype(np.float32), 700, 400
+    eps = sess.run(["noise"], {"input": x, "t": np.full(3, t)})[0]
+    ab, ab_prev = model.alphas_cumprod[t], model.alphas_cumprod[t_prev]
+    x0 = np.clip((x - np.sqrt(1 - ab) * eps) / np.sqrt(ab), -1, 1)
+    eps = (x - np.sqrt(ab) * x0) / np.sqrt(1 - ab)
+    assert_close((np.sqrt(ab_prev) * x0 + np.sqrt(1 - ab_prev) * eps).astype(np.float32), model.ddim_step(x, t, t_prev))
+
+
+PADDED = """\
+name: padded
+seed: 0
+data: {dataset: npz, path: train.npz, batch_size: 8}
+model:
+  type: classifier
+  layers:
+    - {type: embedding, vocab_size: 6, dim: 8, padding_idx: 0}    # writes the key padding mask (ids == 0)
+    - {type: class_token}                                          # the mask gets an unpadded column in front
+    - {type: learned_position}
+    - {type: transformer_encoder, blocks: 1, heads: 2, ffn: 16, dropout: 0.0}
+    - {type: multihead_attention, heads: 2, causal: true}
+    - {type: mean_pool}                                            # over the unpadded tokens
+    - {type: dense, units: 3}
+optimizer: {type: adam, lr: 0.01}
+train: {epochs: 1}
+"""
+
+
+def test_padding_mask_is_computed_in_the_graph(tmp_path):
+    """Token ids with padding: the graph derives the key padding mask from the ids as the embedding does,
+    shifts it past the class token, and masks attention and the mean with it."""
+    rng = np.random.default_rng(0)
+    x = rng.integers(1, 6, (40, 6)).astype(np.float32)  # an npz of numbers: ids as floats, as training reads them
+    lengths = rng.integers(0, 7, 40)  # some rows all padding
+    x[np.arange(6) >= lengths[:, None]] = 0
+    np.savez(tmp_path / "train.npz", x=x, y=rng.integers(0, 3, 40))
+    (tmp_path / "padded.yaml").write_text(PADDED)
+    r = invoke("train", tmp_path / "padded.yaml", "--runs-dir", tmp_path / "runs", "--quiet")
+    assert r.exit_code == 0, r.output
+    run = find_run(tmp_path / "runs" / "padded")
+    assert invoke("export", run, "--format", "onnx", "-o", tmp_path / "p.onnx").exit_code == 0
+    proto = onnx.load(str(tmp_path / "p.onnx"))
+    assert [i["name"] for i in io_of(proto)["inputs"]] == ["input"]  # the mask is no input: the ids say it
+    trained, sess = netcli.load_run(run), session(proto)
+    for rows in (slice(0, 1), slice(0, 7), slice(None)):
+        assert_close(sess.run(["logits"], {"input": x[rows]})[0], trained.output(x[rows]).astype(np.float32))
