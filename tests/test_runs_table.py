@@ -1,7 +1,6 @@
 """`netcli runs` and `netcli runs diff`: one record per run from its small files, status from the lock."""
 import json
 import shutil
-import time
 
 import yaml
 from tinyrun import invoke
@@ -79,12 +78,13 @@ def _fake_runs(root, n):
         (run / "metrics.jsonl").write_text(log)
 
 
-def test_a_thousand_runs_are_listed_fast(tmp_path):
+def test_a_thousand_runs_are_listed(tmp_path):
+    """Each of 1,000 runs once, read right (how fast: benchmarks/many_runs.py)."""
     _fake_runs(tmp_path, 1000)  # 1,000 runs with 300-line metrics logs
-    t0 = time.perf_counter()
     recs = list_runs(tmp_path)
-    elapsed = time.perf_counter() - t0
-    assert len(recs) == 1000 and elapsed < 3.0, elapsed
+    assert sorted(r.params for r in recs) == list(range(1000))
+    assert all((r.name, r.status, r.step, r.wall_s, r.best) == (f"m{r.params % 10}", "finished", 100, float(r.params),
+                                                                   1.0 / (r.params + 1)) for r in recs)
     assert [r.stamp for r in select(recs, sort="-best")][:2] == ["20260101-000000-0", "20260101-000000-1"]
 
 

@@ -4,7 +4,7 @@
 Each test opens the page of a live server over real tiny runs and reads what the page shows:
 the runs table, a run's curves against its metrics.jsonl, a curve growing while a run trains,
 a digit drawn on the pad with mouse events against `netcli predict`, two runs compared, the
-playgrounds, and the 1,000-run table's load time. Screenshots of every page go to $NETCLI_UI_SCREENSHOTS (the
+playgrounds, and a table of 1,000 runs. Screenshots of every page go to $NETCLI_UI_SCREENSHOTS (the
 README's come from `NETCLI_UI_SCREENSHOTS=docs`, see the README) or the test's tmp folder.
 """
 from __future__ import annotations
@@ -193,27 +193,27 @@ def test_compare_two_runs(ui_runs, ui_server, page):
             assert got[f"{run}:{key}"] == points
 
 
-def test_a_thousand_runs_load_in_under_a_second(ui_runs, tmp_path, page):
+def test_a_thousand_runs_are_all_on_the_page(ui_runs, tmp_path, page):
+    """Every one of 1,000 runs is a row (how fast the page draws them: benchmarks/many_runs.py)."""
     from uirig import LiveServer
 
     root = tmp_path / "many"
     src = ui_runs[1]["a"]
+    made = set()
     for i in range(1000):
         d = root / f"exp{i % 25}" / f"20260101-{i:06d}"
         d.mkdir(parents=True)
         for name in ("config.yaml", "summary.json", "metrics.jsonl", "eval.json"):
             shutil.copy(src / name, d / name)
+        made.add(rid(root, d))
     server = LiveServer(root)
     try:
-        server.server.api.runs()  # what `netcli ui` has read by the time a user opens the page (read at start)
-        t0 = time.perf_counter()
         page.goto(server.url)
         page.wait_for_function("document.querySelectorAll('table.runs tbody tr').length === 1000")
-        seconds = time.perf_counter() - t0
+        rows = page.eval_on_selector_all("table.runs tbody tr", "rs => rs.map(r => [r.dataset.id, r.children[3].innerText])")
     finally:
         server.stop()
-    print(f"1,000 runs: page loaded and drawn in {seconds:.3f} s")
-    assert seconds < 1.0
+    assert {i for i, _ in rows} == made and {status for _, status in rows} == {"finished"}
 
 
 # -- playground: generative models and sequences ---------------------------------------------------
