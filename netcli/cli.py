@@ -139,7 +139,7 @@ def train(config: Optional[Path] = typer.Argument(None, help="experiment YAML fi
 @app.command("eval")
 @user_errors
 def eval_(run: Path = typer.Argument(..., help="run directory (or runs/<name> for its newest run)"),
-          split: str = typer.Option("test", help="test or val"),
+          split: str = typer.Option("test", help="test, val or train"),
           classifier: Optional[Path] = typer.Option(None, "--classifier",
                                                     help="score generated samples with this classifier run"),
           n: int = typer.Option(1000, "-n", min=2, help="samples to score with --classifier"),
@@ -158,9 +158,11 @@ def eval_(run: Path = typer.Argument(..., help="run directory (or runs/<name> fo
 
         with _step_progress("sampling") as progress:
             result = sample_quality(run, classifier, n=n, seed=seed, steps=steps, progress=progress)
+        _say_evaluated(result["evaluated"])
         _print_metrics(f"sample quality ({result['sampler']})", result["metrics"])
         return
     result = evaluate_run(run, split)
+    _say_evaluated(result["evaluated"])
     _print_metrics(f"{split} split, {result['samples']} samples", result["metrics"])
     if "confusion_matrix" in result:
         table = Table("class", "accuracy", *[str(i) for i in range(len(result["confusion_matrix"]))],
@@ -168,6 +170,16 @@ def eval_(run: Path = typer.Argument(..., help="run directory (or runs/<name> fo
         for i, (acc, row) in enumerate(zip(result["per_class_accuracy"], result["confusion_matrix"])):
             table.add_row(str(i), f"{acc:.4f}", *map(str, row))
         out.print(table)
+
+
+def _say_evaluated(evaluated: dict) -> None:
+    """What was scored, on stdout; a warning on stderr when the run is not finished."""
+    from .app.evaluate import describe, unfinished
+
+    out.print(f"evaluated {describe(evaluated)}")
+    warning = unfinished(evaluated)
+    if warning:
+        _say("warning:", "yellow", warning)
 
 
 def _print_metrics(title: str, metrics: dict) -> None:

@@ -20,7 +20,7 @@ from ..errors import UserError
 from ..models.base import require
 from ..registry import DATASETS
 from ..runs import write_json
-from .evaluate import load_run
+from .evaluate import load_evaluated, load_run
 
 CONFIDENCE = 0.9
 BATCH = 500
@@ -73,7 +73,7 @@ def classifier_input(images: np.ndarray, clf) -> np.ndarray:
 def sample_quality(run: Path | str, classifier_run: Path | str, n: int = 1000, seed: int = 0,
                    steps: int | None = None, progress: Callable[[int, int], None] | None = None) -> dict:
     """Generate ``n`` samples from ``run`` and score them with ``classifier_run``; writes quality.json."""
-    run_dir, exp = load_run(run)
+    run_dir, exp, evaluated = load_evaluated(run)
     clf_dir, clf = load_run(classifier_run)
     require(clf.model, "features", f"--classifier {clf_dir}")
     require(exp.model, "sample", f"{run_dir}: scoring samples")
@@ -99,7 +99,7 @@ def sample_quality(run: Path | str, classifier_run: Path | str, n: int = 1000, s
         "frechet_distance": frechet_distance(feats, real),
         "frechet_distance_real": frechet_distance(reference, real),
     }
-    result = {"classifier": str(clf_dir), "seed": seed, "sampler": sampler, "sampling_s": round(sampling_s, 1),
+    result = {"evaluated": evaluated, "classifier": str(clf_dir), "seed": seed, "sampler": sampler, "sampling_s": round(sampling_s, 1),
               "metrics": metrics}
     write_json(run_dir / "quality.json", result)
     return result
