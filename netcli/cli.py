@@ -257,6 +257,7 @@ def predict(run: Path = typer.Argument(..., help="run directory (or runs/<name>:
     """Predict classes or values for your own inputs; no data set is loaded."""
     import io
     import json
+    from collections import Counter
 
     from .errors import UserError
     from .predict import predict as run_predict, rows_as_csv
@@ -273,8 +274,8 @@ def predict(run: Path = typer.Argument(..., help="run directory (or runs/<name>:
     for line in result.skipped:
         _say("skipped:", "yellow", line)
     if result.polarity:
-        read = sorted(set(result.polarity.values()))
-        _say("note:", "cyan", f"{len(result.polarity)} image(s) read as {' and '.join(read)}"
+        read = Counter(result.polarity.values())  # a mix says how many of each: "1 ... dark-on-light, 10 ..."
+        _say("note:", "cyan", ", ".join(f"{n} image(s) read as {kind}" for kind, n in sorted(read.items()))
              + ("" if "dark-on-light" in read else " (MNIST's white ink on black; --polarity dark-on-light for scans)"))
     rows = result.rows
     if fmt == "table":

@@ -3,6 +3,7 @@ import io
 import json
 import struct
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -164,3 +165,19 @@ def test_csv_rows_by_column_name(tmp_path):
                        f"{tmp_path / 'bad.csv'}: missing column(s) b; unknown column(s) c (the model takes a, b)")
     (tmp_path / "text.csv").write_text("a,b\n1,x\n")
     assert_clean_error(invoke("predict", run, tmp_path / "text.csv"), f"{tmp_path / 'text.csv'}:2: column 'b' has 'x'")
+
+
+def test_the_readme_inputs_are_real_digits(mnist_run):
+    """examples/ (the README's inputs): ten test digits, a dark-on-light scan of a 7, a batch of four."""
+    ex = Path(__file__).resolve().parent.parent / "examples"
+    r = runner.invoke(app, ["predict", str(mnist_run), str(ex / "scan.png"), str(ex / "digits"), str(ex / "batch.npy"),
+                            "--format", "json"])
+    assert r.exit_code == 0, r.output
+    assert "1 image(s) read as dark-on-light, 10 image(s) read as light-on-dark" in r.stderr, r.stderr
+    rows = json.loads(r.stdout)
+    assert [row["input"].rsplit("/", 1)[-1] for row in rows] == \
+        ["scan.png", *(f"{k}.png" for k in range(10)), *(f"batch.npy[{i}]" for i in range(4))]
+    got = {row["input"].rsplit("/", 1)[-1]: row["class"] for row in rows}
+    # test images 0-3 (a 7, a 2, a 1, a 0) as arrays, as PNG files and (the 7) as an inverted, enlarged scan
+    assert [got["batch.npy[0]"], got["batch.npy[1]"], got["batch.npy[2]"], got["batch.npy[3]"]] == \
+        [got["7.png"], got["2.png"], got["1.png"], got["0.png"]] == [got["scan.png"], "2", "1", "0"]
