@@ -8,7 +8,8 @@ test split of the run's data set, as the model takes it (for MNIST runs the real
 10,000 test images, scaled as in training), through netcli's eval forward
 (`load_run(run).output`) and through onnxruntime (CPU provider), both in batches
 of --batch on --threads threads (netcli's engine threads; onnxruntime's
-intra-op threads, inter-op 1). Reported: the exported size, the largest
+intra-op threads, inter-op 1); a data set without a test split (a CSV
+without test_path) uses its validation split. Reported: the exported size, the largest
 |onnxruntime - netcli| over every output entry (logits or values), how many
 predicted classes differ, and the best of --repeats timings of the whole split.
 A run with a layer that has no converter is reported as such. Prints a
@@ -51,7 +52,8 @@ def measure(run: str, threads: int, batch: int, repeats: int, folder: Path) -> s
         path = export_onnx(run, folder / f"{name}.onnx")
     except ExportError as e:
         return f"| {name} | not exportable: {str(e).split(';')[0]} | | | | | |"
-    x = load_experiment(run)[1].splits.test_x  # the test split as the model takes it
+    splits = load_experiment(run)[1].splits  # as the model takes them
+    split, x = ("test", splits.test_x) if splits.test_x is not None else ("val", splits.val_x)
     opts = ort.SessionOptions()
     opts.intra_op_num_threads, opts.inter_op_num_threads = threads, 1
     sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
@@ -69,8 +71,8 @@ def measure(run: str, threads: int, batch: int, repeats: int, folder: Path) -> s
     diff = float(np.abs(got - want.astype(np.float32)).max())
     classes = f"{int((got.argmax(-1) != want.argmax(-1)).sum())}" if model.is_classifier else "-"
     t_netcli, t_ort = best_time(netcli_out, repeats), best_time(ort_out, repeats)
-    return (f"| {name} | {path.stat().st_size / 1024:,.0f} KiB | {len(x):,} | {diff:.2e} | {classes} | "
-            f"{t_netcli * 1e3:,.0f} ms | {t_ort * 1e3:,.0f} ms ({t_netcli / t_ort:.2f}x) |")
+    return (f"| {name} | {path.stat().st_size / 1024:,.0f} KiB | {len(x):,} {split} | {diff:.2e} (of {float(np.abs(want).max()):.3g}) | {classes} | "
+            f"{t_netcli * 1e3:,.1f} ms | {t_ort * 1e3:,.1f} ms ({t_netcli / t_ort:.2f}x) |")
 
 
 def main() -> None:
@@ -82,7 +84,7 @@ def main() -> None:
     args = ap.parse_args()
     B.set_threads(args.threads)
     print(f"threads {args.threads}, batch {args.batch}, best of {args.repeats}\n")
-    print("| run | ONNX size | test samples | max abs diff | classes differing | netcli | onnxruntime (speed-up) |")
+    print("| run | ONNX size | samples | max abs diff (of max abs output) | classes differing | netcli | onnxruntime (speed-up) |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
     with tempfile.TemporaryDirectory() as tmp:
         for run in args.runs:
