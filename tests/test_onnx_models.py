@@ -10,7 +10,9 @@ from test_onnx import assert_close, session, tiny_export
 from tinyrun import invoke
 
 import netcli
+from netcli.gradcheck import make_layer
 from netcli.layers.context import Context
+from netcli.onnx import ExportError, Graph, convert
 from netcli.runs import find_run
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -96,3 +98,14 @@ def test_padding_mask_is_computed_in_the_graph(tmp_path):
     trained, sess = netcli.load_run(run), session(proto)
     for rows in (slice(0, 1), slice(0, 7), slice(None)):
         assert_close(sess.run(["logits"], {"input": x[rows]})[0], trained.output(x[rows]).astype(np.float32))
+
+
+def test_time_conditioned_layer_without_timesteps_is_one_line_naming_it():
+    """A denoiser layer outside a ddpm model has no t to read: the export names the layer and its place."""
+    layer = make_layer("time_mlp_denoiser", {"units": [4], "time_dim": 4})
+    layer.setup((3,), np.random.default_rng(0))
+    g = Graph("x")
+    with pytest.raises(ExportError) as e:
+        convert(g, layer, g.input("input", (None, 3)), "net.0.")
+    assert str(e.value) == ("time_mlp_denoiser at net.0 needs the diffusion timesteps "
+                            "(export it in a ddpm model, whose graph takes t)")
