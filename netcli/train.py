@@ -32,12 +32,12 @@ from . import __version__
 from . import backend as B
 from . import distributed as D
 from .config import ExperimentConfig, config_from_dict, differing_keys, dump_config, flatten, load_config, locate
-from .data import DataInfo, load_data
+from .data import DataInfo, Splits, load_data
 from .errors import CheckpointError, ConfigError, RunError, UserError
 from .layers.base import ShapeError, walk
 from .models.base import LossError, Model
 from .optim import Optimizer
-from .registry import MODELS, OPTIMIZERS
+from .registry import DATASETS, MODELS, OPTIMIZERS
 from .runs import (MetricsLog, append_text, assign_arrays, find_run, load_checkpoint, new_run_dir,
                    remove_temp_files, run_lock, save_checkpoint, write_json, write_text)
 from .schedules import ScheduleError, make_schedule
@@ -83,6 +83,7 @@ def build_experiment(cfg: ExperimentConfig, base_dir: Path | None = None, progre
     problem = D.batch_problem(len(splits.train_x), cfg.data.batch_size, len(splits.val_x))
     if problem:
         raise ConfigError([f"{where('data', 'batch_size')}: {problem}"])
+    check_task(cfg, splits, where)
     model = build_model(cfg, splits.info(), where)
     try:  # the loss against the data's targets (a model built from a checkpoint's description has none)
         model.check_targets(splits.train_y)
@@ -108,6 +109,32 @@ def build_experiment(cfg: ExperimentConfig, base_dir: Path | None = None, progre
     except ScheduleError as e:  # e.g. more warmup steps than the run has
         raise ConfigError([f"{where('schedule', *[e.key] if e.key else [])}: {e}"]) from None
     return Experiment(cfg, splits, model, optimizers, schedule, steps_per_epoch, total)
+
+
+def check_task(cfg: ExperimentConfig, splits: Splits, where) -> None:
+    """A model type that trains on one task refuses data of the other at ``model.type`` (a classifier would
+    otherwise be built for None classes), naming where the targets came from and what would fit them."""
+    wanted = MODELS.get(cfg.model.type).task
+    if wanted is None or wanted == splits.task:
+        return
+    y = splits.train_y
+    if splits.task == "regression":
+        labels_too = bool(np.array_equal(y, np.round(y)) and y.min(initial=0) >= 0)  # could be read as classes
+        fractional = y[y != np.round(y)]
+        have = "whole numbers stored as floats, read as values" if labels_too else \
+            f"real numbers (e.g. {(fractional if fractional.size else y).flat[0]:g})"
+    else:
+        labels_too = splits.class_names is None  # numbered classes can be fitted as values; named ones cannot
+        have = "integers, read as class labels" if labels_too else "class labels"
+    fits = [name for name, model in MODELS.items() if model.task == splits.task]
+    hints = [f"use type: {' or '.join(fits)}"] if fits else []
+    if labels_too and "task" in type(cfg.data).model_fields:
+        as_what = "class labels" if wanted == "classification" else "values"
+        hints.append(f"set data.task: {wanted} to read them as {as_what}")
+    need = {"classification": "integer class labels", "regression": "real-valued targets"}[wanted]
+    source = DATASETS.get(cfg.data.dataset).targets_source(cfg.data)
+    raise ConfigError([f"{where('model', 'type')}: a {cfg.model.type} needs {need}, but the targets in {source} "
+                       f"are {have}; {', or '.join(hints) or 'use another model type'}"])
 
 
 def build_model(cfg: ExperimentConfig, info: DataInfo, where=lambda *key: ".".join(map(str, key))) -> Model:

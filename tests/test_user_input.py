@@ -234,3 +234,38 @@ def test_the_console_script_and_python_m_netcli_start_the_cli():
     r = netcli_process("--help")
     assert r.returncode == 0 and "validate" in r.stdout, r.stderr
     assert 'netcli = "netcli.__main__:main"' in (ROOT / "pyproject.toml").read_text()
+
+
+# -- what the data holds against what the model trains on ----------------------------------------
+
+
+def table_config(tiny, model_type, data):
+    return tiny_config(tiny, f"name: t\ndata: {{{data}, batch_size: 8}}\nmodel:\n  type: {model_type}\n"
+                             "  layers: [{type: dense, units: 2}]\noptimizer: adam\n")
+
+
+def test_a_classifier_on_real_valued_targets_names_the_column_and_suggests_a_regressor(tiny):
+    rows = "".join(f"{a:.2f},{3 * a + 0.5:.3f}\n" for a in np.linspace(-1, 1, 30))
+    (tiny / "houses.csv").write_text("size,price\n" + rows)
+    p = table_config(tiny, "classifier", "dataset: csv, path: houses.csv, label_column: price")
+    for command in (["validate", p], ["train", p, "--runs-dir", tiny / "runs"]):
+        r = invoke(*command)
+        assert_clean_error(r, f"{p}:4: model.type: a classifier needs integer class labels, but the targets in "
+                              f"{tiny / 'houses.csv'} (column 'price') are real numbers (e.g. -2.5); use type: regressor")
+        assert r.stderr.count("\n") == 1 and "None" not in r.stderr, r.stderr
+    assert not (tiny / "runs").exists()
+
+
+def test_whole_floats_or_integers_against_the_model_get_the_data_task_hint(tiny):
+    x = np.random.default_rng(0).normal(size=(30, 3)).astype(np.float32)
+    np.savez(tiny / "floats.npz", x=x, y=(x[:, 0] > 0).astype(np.float32))  # 0.0 / 1.0: read as values
+    np.savez(tiny / "ints.npz", x=x, y=(x[:, 0] > 0).astype(np.int64))
+    r = invoke("validate", table_config(tiny, "classifier", "dataset: npz, path: floats.npz"))
+    assert_clean_error(r, f"the targets in {tiny / 'floats.npz'} (array 'y') are whole numbers stored as floats, read "
+                          "as values; use type: regressor, or set data.task: classification to read them as class labels")
+    assert invoke("validate", table_config(tiny, "classifier", "dataset: npz, path: floats.npz, task: classification"))\
+        .exit_code == 0
+    r = invoke("validate", table_config(tiny, "regressor", "dataset: npz, path: ints.npz"))
+    assert_clean_error(r, "model.type: a regressor needs real-valued targets, but the targets in "
+                          f"{tiny / 'ints.npz'} (array 'y') are integers, read as class labels; use type: classifier, "
+                          "or set data.task: regression to read them as values")

@@ -97,6 +97,11 @@ class Dataset:
         raise NotImplementedError
 
     @classmethod
+    def targets_source(cls, config: DataConfig) -> str:
+        """Where the targets come from, for messages: a file and its column or array, or the data set."""
+        return f"data set '{cls.type_name}'"
+
+    @classmethod
     def fetch(cls, progress: Progress = None) -> dict:
         raise DataError(f"dataset '{cls.type_name}' has nothing to fetch: it is read from your files or generated")
 

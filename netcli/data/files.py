@@ -116,6 +116,10 @@ class NpzDataset(Dataset):
         x_key: str = Field("x", description="Name of the features array, (N, ...).")
         y_key: str = Field("y", description="Name of the targets array, (N,) labels or (N, k) values.")
 
+    @classmethod
+    def targets_source(cls, config):
+        return f"{config.path} (array '{config.y_key}')"
+
     def load(self, seed: int, *, progress: Progress = None, base_dir: Path | None = None) -> Splits:
         c = self.config
         path = resolve(c.path, base_dir)
@@ -194,6 +198,10 @@ class CsvDataset(Dataset):
         label_column: str = Field(description="Header name of the target column; every other column is a feature.")
         delimiter: str = Field(",", min_length=1, max_length=1, description="Field separator.")
 
+    @classmethod
+    def targets_source(cls, config):
+        return f"{config.path} (column '{config.label_column}')"
+
     def load(self, seed: int, *, progress: Progress = None, base_dir: Path | None = None) -> Splits:
         c = self.config
         path = resolve(c.path, base_dir)
@@ -224,6 +232,10 @@ class IdxDataset(Dataset):
         labels: Path = Field(description="IDX file of the N training labels.")
         test_images: Optional[Path] = Field(None, description="IDX file of the test images (optional).")
         test_labels: Optional[Path] = Field(None, description="IDX file of the test labels (with test_images).")
+
+    @classmethod
+    def targets_source(cls, config):
+        return str(config.labels)
 
     def load(self, seed: int, *, progress: Progress = None, base_dir: Path | None = None) -> Splits:
         c = self.config

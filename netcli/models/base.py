@@ -89,6 +89,7 @@ class Model:
     capabilities: ClassVar[frozenset[str]] = frozenset()  # names from CAPABILITIES
     monitor: ClassVar[str] = "val_loss"  # default metric for best checkpoint / early stopping
     maximize: ClassVar[frozenset[str]] = frozenset()  # metrics where higher is better (the rest: lower)
+    task: ClassVar[str | None] = None  # the data's task it trains on (classification, regression); None: any
 
     def __init__(self, config: ModelConfig, loss_spec: Any = None):
         self.config = config

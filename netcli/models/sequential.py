@@ -60,6 +60,7 @@ class Classifier(_Supervised):
         layers: list["LayerSpec"] = Field(min_length=1, description="the network, input to logits")  # noqa: F821
 
     default_loss = "cross_entropy"
+    task = "classification"
     capabilities = frozenset({"predict", "features"})
     monitor, maximize = "val_accuracy", frozenset({"accuracy", "sequence_accuracy"})
 
@@ -129,6 +130,7 @@ class Regressor(_Supervised):
         layers: list["LayerSpec"] = Field(min_length=1, description="the network, input to prediction")  # noqa: F821
 
     default_loss = "mse"
+    task = "regression"
 
     @classmethod
     def grad_cases(cls):
