@@ -18,6 +18,7 @@ Markdown table.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import time
@@ -41,6 +42,10 @@ def best_time(fn, repeats: int) -> float:
         fn()
         times.append(time.perf_counter() - t0)
     return min(times)
+
+
+def ms(seconds: float) -> str:
+    return f"{seconds * 1e3:,.0f} ms" if seconds >= 0.1 else f"{seconds * 1e3:.3g} ms"
 
 
 def measure(run: str, threads: int, batch: int, repeats: int, folder: Path) -> str:
@@ -72,7 +77,7 @@ def measure(run: str, threads: int, batch: int, repeats: int, folder: Path) -> s
     classes = f"{int((got.argmax(-1) != want.argmax(-1)).sum())}" if model.is_classifier else "-"
     t_netcli, t_ort = best_time(netcli_out, repeats), best_time(ort_out, repeats)
     return (f"| {name} | {path.stat().st_size / 1024:,.0f} KiB | {len(x):,} {split} | {diff:.2e} (of {float(np.abs(want).max()):.3g}) | {classes} | "
-            f"{t_netcli * 1e3:,.1f} ms | {t_ort * 1e3:,.1f} ms ({t_netcli / t_ort:.2f}x) |")
+            f"{ms(t_netcli)} | {ms(t_ort)} ({t_netcli / t_ort:.2f}x) |")
 
 
 def main() -> None:
@@ -83,7 +88,8 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args()
     B.set_threads(args.threads)
-    print(f"threads {args.threads}, batch {args.batch}, best of {args.repeats}\n")
+    print(f"threads {args.threads}, batch {args.batch}, best of {args.repeats}, "
+          f"load average before {os.getloadavg()[0]:.1f}\n")
     print("| run | ONNX size | samples | max abs diff (of max abs output) | classes differing | netcli | onnxruntime (speed-up) |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
     with tempfile.TemporaryDirectory() as tmp:
