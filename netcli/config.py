@@ -7,7 +7,6 @@ the one source of truth for its YAML shape.
 from __future__ import annotations
 
 import math
-import os
 import typing
 from pathlib import Path
 from typing import Annotated, Any, Literal, Optional, Union
@@ -24,7 +23,7 @@ from . import schedules as _schedules  # noqa: F401
 from .errors import ConfigError
 from .plugins import PluginRef, load_config_plugins
 from .registry import DATASETS, LOSSES, MODELS, OPTIMIZERS, SCHEDULES, did_you_mean
-from .userfiles import read_bytes
+from .userfiles import absolute, read_bytes
 
 # -- the experiment ------------------------------------------------------------
 
@@ -148,13 +147,13 @@ def read_raw(path: str | Path, overrides: list[str] = ()) -> tuple[dict, dict[tu
 MAX_CONFIG_BYTES = 256 * 1024  # configs are a few KB; PyYAML needs seconds per MB
 
 
-def read_config_text(path: Path) -> str:
-    """The text of a config file; a missing, unreadable, non-regular or oversized one is a ConfigError."""
-    data = read_bytes(path, lambda message: ConfigError([message]), "config file", max_bytes=MAX_CONFIG_BYTES)
+def read_config_text(path: Path, what: str = "config file") -> str:
+    """The text of a config (or sweep) file; a missing, unreadable, non-regular or oversized one is a ConfigError."""
+    data = read_bytes(path, lambda message: ConfigError([message]), what, max_bytes=MAX_CONFIG_BYTES)
     try:
         return data.decode()
     except UnicodeDecodeError as e:
-        raise ConfigError([f"{path}: cannot read the config file (not UTF-8 text: byte {e.start})"]) from None
+        raise ConfigError([f"{path}: cannot read the {what} (not UTF-8 text: byte {e.start})"]) from None
 
 
 def absolute_paths(cfg: ExperimentConfig, base_dir: Path) -> ExperimentConfig:
@@ -165,16 +164,8 @@ def absolute_paths(cfg: ExperimentConfig, base_dir: Path) -> ExperimentConfig:
                 value = value.expanduser()
             except RuntimeError:  # ~user of no such user: the path as written, reported missing when read
                 pass
-            setattr(cfg.data, name, _absolute(base_dir / value))
+            setattr(cfg.data, name, absolute(base_dir / value))
     return cfg
-
-
-def _absolute(path: Path) -> Path:
-    """``path`` with symlinks resolved where they resolve; a loop is left for the reader to report."""
-    try:
-        return path.resolve()
-    except (OSError, RuntimeError):  # RuntimeError: a symlink loop (Python < 3.13)
-        return Path(os.path.abspath(path))
 
 
 def config_from_dict(raw: dict, source: str = "<config>") -> ExperimentConfig:

@@ -26,6 +26,7 @@ import yaml
 
 from .errors import UserError
 from .reference import flow_yaml
+from .userfiles import absolute, check_file
 
 KINDS = ("mlp", "cnn", "rnn", "lstm", "gru", "transformer", "autoencoder", "vae", "ddpm")
 BUILTIN = {"mnist": "MNIST digits", "fashion_mnist": "Fashion-MNIST clothing images"}
@@ -57,9 +58,8 @@ def inspect(source: str, target: str | None, config_dir: Path, ask: Ask = None) 
     path = Path(source).expanduser()
     if path.suffix.lower() not in (".csv", ".npz"):
         raise UserError(f"--data {source}: expected mnist, fashion_mnist, or a .csv or .npz file")
-    if not path.is_file():
-        raise UserError(f"--data {source}: no such file")
-    rel = Path(os.path.relpath(path.resolve(), config_dir.resolve()))
+    check_file(path, lambda message: UserError(f"--data {message}"))  # missing, a loop, a FIFO, ...
+    rel = Path(os.path.relpath(absolute(path), absolute(config_dir)))
     notes = {"path": "relative to this file"}
     if path.suffix.lower() == ".csv":
         columns = csv_columns(path)
@@ -75,7 +75,7 @@ def inspect(source: str, target: str | None, config_dir: Path, ask: Ask = None) 
         section = {"dataset": "npz", "path": str(rel), **npz_keys(path)}
     from .data import load_data, parse_data_config
 
-    splits = load_data(parse_data_config({**section, "path": path.resolve(), "val_fraction": 0}), seed=0)
+    splits = load_data(parse_data_config({**section, "path": absolute(path), "val_fraction": 0}), seed=0)
     x = splits.train_x
     task = splits.task
     outputs = splits.num_classes if task == "classification" else int(np.prod(splits.target_shape))
@@ -92,7 +92,7 @@ def csv_columns(path: Path) -> list[str]:
     import csv
 
     try:
-        with open(path, newline="") as f:
+        with open(path, newline="", encoding="utf-8-sig") as f:  # as the CSV reader: a byte-order mark is no name
             header = next(csv.reader(f), [])
     except (OSError, UnicodeDecodeError, csv.Error) as e:
         raise UserError(f"{path}: cannot read as CSV ({e})") from None

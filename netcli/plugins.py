@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import os
 import sys
 import traceback
 import warnings
@@ -28,6 +29,7 @@ from typing import Optional
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from .errors import UserError
+from .userfiles import absolute, check_file
 
 
 class PluginError(UserError):
@@ -69,9 +71,10 @@ def load(spec: str, base_dir: Path | None = None, where: str = "") -> Plugin:
     where = f"{where}: " if where else ""
     if is_file(spec):
         file = Path(spec).expanduser()
-        file = (file if file.is_absolute() or base_dir is None else Path(base_dir) / file).resolve()
-        if not file.is_file():
+        file = absolute(file if file.is_absolute() or base_dir is None else Path(base_dir) / file)
+        if not os.path.lexists(file):
             raise PluginError(f"{where}plugin file {file} not found")
+        check_file(file, lambda message: PluginError(f"{where}plugin file {message}"))  # a loop, a folder, ...
         path = str(file)
     else:
         try:

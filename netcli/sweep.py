@@ -38,8 +38,9 @@ from typing import Any, Literal, Optional, Union
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from .config import _where, load_config, parse_yaml
+from .config import _where, load_config, parse_yaml, read_config_text
 from .errors import ConfigError, UserError, require_extra
+from .userfiles import absolute
 from .runs import find_run, write_text
 from .train import Reporter, train
 
@@ -116,11 +117,7 @@ def load_sweep(path: Path | str, sweep_dir: Path | None = None, runs_dir: Path |
     """Read and check a sweep file: its keys, and that every space key and fixed override fits the base config."""
     _optuna()  # before anything is said or written
     path = Path(path)
-    try:
-        text = path.read_text()
-    except (OSError, UnicodeDecodeError) as e:
-        raise ConfigError([f"{path}: cannot read the sweep file ({getattr(e, 'strerror', None) or e})"]) from None
-    raw, lines = parse_yaml(text, str(path))
+    raw, lines = parse_yaml(read_config_text(path, "sweep file"), str(path))
     try:
         cfg = SweepConfig.model_validate(raw)
     except ValidationError as e:
@@ -135,7 +132,7 @@ def load_sweep(path: Path | str, sweep_dir: Path | None = None, runs_dir: Path |
                      f"choice or int values" for key, dim in cfg.space.items() if isinstance(dim, (LogUniform, Uniform))]
     if problems:
         raise ConfigError(problems)
-    base = (path.parent / cfg.base).resolve() if not cfg.base.is_absolute() else cfg.base
+    base = absolute(path.parent / cfg.base) if not cfg.base.is_absolute() else cfg.base
     fixed = [f"{k}={_yaml(v)}" for k, v in cfg.set.items()]
     load_config(base, fixed)  # the base and the fixed overrides, with their own file:line errors
     for key, dim in cfg.space.items():  # each space key takes its values (config errors name the sweep file's line)

@@ -53,3 +53,11 @@ def read_bytes(path: str | Path, error: Callable[[str], Exception], what: str = 
             return f.read()
     except OSError as e:
         raise error(f"{path}: {os_reason(e, what)}{hint}") from None
+
+
+def absolute(path: Path) -> Path:
+    """``path`` absolute, symlinks resolved where they resolve; a loop is left for the reader to report."""
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError):  # RuntimeError: a symlink loop (Python < 3.13)
+        return Path(os.path.abspath(path))

@@ -167,6 +167,24 @@ def test_a_relative_data_path_in_a_symlink_loop(tiny):
     assert_clean_error(r, f"{tiny / 'loop1'}: {os.strerror(errno.ELOOP)}")
 
 
+def test_plugin_sweep_and_init_paths_in_a_symlink_loop(tiny):
+    loop, reason = bad_paths(tiny)["symlink loop"]
+    (tiny / "l1.py").symlink_to("l2.py")
+    (tiny / "l2.py").symlink_to("l1.py")
+    assert_clean_error(invoke("--plugin", tiny / "l1.py", "validate", tiny / "tiny.yaml"),
+                       f"--plugin {tiny / 'l1.py'}: plugin file {tiny / 'l1.py'}: {reason}")
+    p = tiny_config(tiny, "plugins: [l1.py]\n" + TINY)
+    assert_clean_error(invoke("validate", p), f"{p}:1: plugins.0: plugin file {tiny / 'l1.py'}: {reason}")
+    sweep = tiny_config(tiny, "base: loop1\nobjective: {metric: val_loss, direction: minimize}\n"
+                              "space: {optimizer.lr: {loguniform: [1.0e-4, 1.0e-2]}}\n", "sw.yaml")
+    assert_clean_error(invoke("sweep", sweep, "--sweep-dir", tiny / "sw"), f"{loop}: {reason}")
+    assert_clean_error(invoke("sweep", "/dev/zero"), "/dev/zero: is a character device, not a regular file")
+    (tiny / "l1.csv").symlink_to("l2.csv")
+    (tiny / "l2.csv").symlink_to("l1.csv")
+    assert_clean_error(invoke("init", "--model", "mlp", "--data", tiny / "l1.csv", "--target", "y", "-o", tiny / "i.yaml"),
+                       f"--data {tiny / 'l1.csv'}: {reason}")
+
+
 def test_non_regular_and_oversized_configs_are_refused_before_parsing(tmp_path):
     r = netcli_process("validate", "/dev/zero")
     assert r.returncode == 2 and r.stderr == "error: /dev/zero: is a character device, not a regular file\n", r.stderr
@@ -191,6 +209,9 @@ def test_a_csv_with_a_byte_order_mark_reads_like_one_without(tiny):
         "conv2d, filters: 2, kernel: 3, padding: 1", "dense, units: 4").replace("    - flatten\n", "")
     r = invoke("validate", tiny_config(tiny, text))
     assert r.exit_code == 0, r.output
+    r = invoke("init", "--model", "mlp", "--data", tiny / "bom.csv", "--target", "y", "-o", tiny / "bom.yaml")
+    assert r.exit_code == 0, r.output
+    assert invoke("validate", tiny / "bom.yaml").exit_code == 0
 
 
 # -- what a run writes ---------------------------------------------------------------------------
