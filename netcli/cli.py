@@ -14,10 +14,10 @@ from typing import List, Optional
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-from rich.table import Table
+from rich.table import Column, Table
 from rich.text import Text
 
+from .display import ByteProgress, RichReporter, StepProgress
 from .train import Reporter
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -125,15 +125,20 @@ def train(config: Optional[Path] = typer.Argument(None, help="experiment YAML fi
         raise UserError("--tensorboard goes with a config file; a resumed run keeps its config's train.tensorboard")
     set_ = [*set_, "train.tensorboard=true"] if tensorboard else set_
     cfg = prepare_config(config, set_) if config is not None else None
-    reporter = RichReporter(quiet or not out.is_terminal) if distributed.is_root() else Reporter()
+    reporter = RichReporter(out, quiet or not out.is_terminal, err) if distributed.is_root() else Reporter()
     with reporter:
         result = run_training(cfg, runs_dir, base_dir=config.parent if config else None, reporter=reporter,
-                              resume=resume, init_from=init_from, allow_config_change=allow_config_change, overrides=set_)
+                              resume=resume, init_from=init_from, allow_config_change=allow_config_change,
+                              overrides=set_, data_progress=reporter.data_progress if distributed.is_root() else None)
     metrics = "  ".join(f"{k} {v:.4g}" for k, v in result.metrics.items())
     if distributed.is_root():
         out.print(f"{result.stopped}: {result.run_dir}  {metrics}")
     if result.stopped == "interrupted":
         raise typer.Exit(130)
+    if distributed.is_root():
+        from .app.next_steps import next_commands
+
+        out.print("next:\n" + "\n".join(f"  {c}" for c in next_commands(result.run_dir, result.experiment)))
 
 
 @app.command("eval")
@@ -156,7 +161,7 @@ def eval_(run: Path = typer.Argument(..., help="run directory (or runs/<name> fo
     if classifier is not None:
         from .app.quality import sample_quality
 
-        with _step_progress("sampling") as progress:
+        with StepProgress(err, "sampling") as progress:
             result = sample_quality(run, classifier, n=n, seed=seed, steps=steps, progress=progress)
         _say_evaluated(result["evaluated"])
         _print_metrics(f"sample quality ({result['sampler']})", result["metrics"])
@@ -234,7 +239,7 @@ def sample(run: Path = typer.Argument(..., help="a VAE, DDPM or autoencoder run 
     """Generate samples (prior samples, reconstructions or interpolations) as a PNG grid and a .npy."""
     from .app.sample import sample_run
 
-    with _step_progress("sampling") as progress:
+    with StepProgress(err, "sampling") as progress:
         result = sample_run(run, n=n, seed=seed, steps=steps, out=out_path, interpolate=interpolate,
                             progress=progress)
     out.print(f"wrote {result['png']} and {result['npy']}")
@@ -599,9 +604,14 @@ def data_fetch(name: str = typer.Argument(..., help="data set name, e.g. mnist")
     """Fetch, verify and cache a data set."""
     from .data import fetch
 
-    with _byte_progress() as progress:
+    from .backend import format_bytes
+
+    with ByteProgress(err) as progress:
         info = fetch(name, progress=progress)
-    out.print(f"{name}: {info}")
+    table = Table("", Column("", overflow="fold"), show_header=False, title=f"{name}: cached and verified")
+    for key, value in info.items():
+        table.add_row(key, format_bytes(value) if key == "size" else str(value))
+    out.print(table)
 
 
 @data_app.command("ls")
@@ -616,101 +626,6 @@ def data_ls():
         table.add_row(str(item.get("name")), str(item.get("path")), format_bytes(item.get("size", 0)),
                       str(item.get("verified", "")))
     out.print(table)
-
-
-class _byte_progress:
-    """A rich progress bar fed by the data package's (done, total, description) callback."""
-
-    def __enter__(self):
-        self.bar = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed:,}/{task.total:,} B"),
-                            TimeRemainingColumn(), console=err, transient=True, disable=not err.is_terminal)
-        self.bar.__enter__()
-        self.tasks = {}
-        return self
-
-    def __call__(self, done: int, total: int, description: str = "") -> None:
-        if description not in self.tasks:
-            self.tasks[description] = self.bar.add_task(description, total=total or None)
-        self.bar.update(self.tasks[description], completed=done, total=total or None)
-
-    def __exit__(self, *exc):
-        return self.bar.__exit__(*exc)
-
-
-class _step_progress:
-    """A rich progress bar fed by a (done, total) callback, e.g. DDPM sampling steps."""
-
-    def __init__(self, description: str):
-        self.description = description
-
-    def __enter__(self):
-        self.bar = Progress(TextColumn(self.description), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                            console=err, transient=True, disable=not err.is_terminal)
-        self.bar.__enter__()
-        self.task = None
-        return self
-
-    def __call__(self, done: int, total: int) -> None:
-        if self.task is None:
-            self.task = self.bar.add_task(self.description, total=total)
-        self.bar.update(self.task, completed=done, total=total)
-
-    def __exit__(self, *exc):
-        return self.bar.__exit__(*exc)
-
-
-# -- progress of training -------------------------------------------------------------------
-
-
-class RichReporter(Reporter):
-    """Renders training progress: a rich bar with throughput and ETA, or plain lines."""
-
-    def __init__(self, plain: bool):
-        self.plain = plain
-        self.progress = None
-        self.task = None
-
-    def __enter__(self):
-        if not self.plain:
-            self.progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                     TextColumn("{task.fields[rate]}"), TimeRemainingColumn(),
-                                     TextColumn("{task.fields[metrics]}"), console=out)
-            self.progress.__enter__()
-        return self
-
-    def __exit__(self, *exc):
-        if self.progress:
-            self.progress.__exit__(*exc)
-
-    def epoch_start(self, epoch, epochs, batches, start):
-        self.t0, self.seen0 = time.time(), None
-        if self.progress:
-            self.task = self.progress.add_task(f"epoch {epoch + 1}/{epochs}", total=batches, completed=start,
-                                               rate="", metrics="")
-
-    def rate(self, seen: int) -> float:
-        return (seen - self.seen0) / max(time.time() - self.t1, 1e-9) if self.seen0 is not None else 0.0
-
-    def step(self, state, metrics, lr):
-        if self.seen0 is None:  # throughput counts from the end of the first step (no warm-up in it)
-            self.seen0, self.t1 = state.seen, time.time()
-        self.seen = state.seen
-        if self.progress and (state.batch % 5 == 0):
-            rate = self.rate(state.seen)
-            self.progress.update(self.task, completed=state.batch, rate=f"{rate:,.0f} samples/s",
-                                 metrics=f"loss {metrics['loss']:.4f} lr {lr:.2e}")
-
-    def epoch_end(self, epoch, metrics):
-        text = "  ".join(f"{k} {v:.4f}" for k, v in metrics.items())
-        rate = self.rate(self.seen) if self.seen0 is not None else 0.0
-        if self.progress:
-            self.progress.update(self.task, completed=self.progress.tasks[-1].total, metrics=text,
-                                 rate=f"{rate:,.0f} samples/s")
-        else:
-            out.print(f"epoch {epoch + 1}: {text}  ({rate:,.0f} samples/s, {time.time() - self.t0:.1f} s)")
-
-    def message(self, text):
-        (self.progress.console if self.progress else out).print(text)
 
 
 def main() -> None:

@@ -205,6 +205,8 @@ def assign_model(path: Path, arrays: dict[str, np.ndarray], model: Model) -> Non
 class Reporter:
     """Progress callbacks; the CLI renders them with rich, the library stays silent."""
 
+    def start(self, run_dir: Path, step: int, total_steps: int, monitor: str) -> None:
+        """The loop begins at optimizer step ``step`` of at most ``total_steps``; ``monitor``: the watched metric."""
     def epoch_start(self, epoch: int, epochs: int, batches: int, start: int) -> None: ...
     def step(self, state: TrainState, metrics: dict[str, float], lr: float) -> None: ...
     def epoch_end(self, epoch: int, metrics: dict[str, float]) -> str | None:
@@ -222,6 +224,7 @@ class TrainResult:
     run_dir: Path
     metrics: dict[str, float]
     stopped: str  # "finished" | "early_stopping" | "max_steps" | "interrupted"
+    experiment: Experiment | None = None  # the trained model and its data
 
 
 def train(cfg: ExperimentConfig | None, runs_root: Path | str = "runs", *, base_dir: Path | None = None,
@@ -386,11 +389,13 @@ class Trainer:
             from .tensorboard import TensorBoardSink
 
             self.log.sinks.append(TensorBoardSink(self.run_dir / "tensorboard", state.step))
+        total = cfg.train.epochs * spe
+        self.reporter.start(self.run_dir, state.step, min(total, cfg.train.max_steps or total), self.monitor)
         stopped = self.stop_reason(state)
         if stopped or state.epoch >= cfg.train.epochs:  # a resumed run that was done: keep its files as they are
             stopped = stopped or "finished"
             self.reporter.message(f"{self.run_dir}: nothing left to train ({stopped} at step {state.step})")
-            return TrainResult(self.run_dir, metrics, stopped)
+            return TrainResult(self.run_dir, metrics, stopped, exp)
         # numpy's overflow warnings are noise here: the divergence guard names what went non-finite
         with _graceful_stop(self), np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             while state.epoch < cfg.train.epochs and not stopped:
@@ -419,7 +424,7 @@ class Trainer:
             self.reporter.message(f"{self.stop_requested or self.stop_agreed}: checkpoint written at step "
                                   f"{state.step}; continue with: netcli train --resume {self.run_dir}")
         self.write_summary(state, stopped, metrics, samples)
-        return TrainResult(self.run_dir, metrics, stopped)
+        return TrainResult(self.run_dir, metrics, stopped, exp)
 
     def write_summary(self, state: TrainState, status: str, metrics: dict[str, float], samples: int,
                       message: str | None = None) -> None:

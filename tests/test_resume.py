@@ -277,7 +277,7 @@ def test_set_on_resume_without_a_config_file_changes_the_runs_own_config(tiny):
     assert r.exit_code == 2 and "train.epochs: 3 -> 4" in r.output and "--allow-config-change" in r.output
     assert (run / "config.yaml").read_text() == before
     r = invoke("train", "--resume", run, "--set", "train.epochs=4", "--allow-config-change", "--quiet")
-    assert r.exit_code == 0 and r.output.strip().splitlines()[-1].startswith("finished: "), r.output
+    assert r.exit_code == 0 and any(line.startswith(f"finished: {run}") for line in r.output.splitlines()), r.output
     assert "train.epochs: 3 -> 4" in (run / "config_changes.log").read_text()
     assert yaml.safe_load((run / "config.yaml").read_text())["train"]["epochs"] == 4
     # the finished run went on: a fourth epoch was trained and validated
