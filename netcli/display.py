@@ -121,11 +121,11 @@ class RichReporter(Reporter):
         self.data_progress.close()  # the data is loaded
         self.view.step, self.view.total_steps, self.view.monitor = step, total_steps, monitor
         self.t_start, self.val_s, self.last_step_at = time.time(), 0.0, None
-        self.steps0, self.t1 = None, None
+        self.step_s, self.steps_timed = 0.0, 0  # time between steps of an epoch (its end not in it)
         self.console.print(f"run: {run_dir}", soft_wrap=True)
 
     def epoch_start(self, epoch, epochs, batches, start):
-        self.t0, self.seen0 = time.time(), None
+        self.t0, self.seen0, self.last_step_at = time.time(), None, None
         v = self.view
         v.epoch, v.epochs, v.batch, v.batches, v.means = epoch + 1, epochs, start, batches, {}
         self.etas()
@@ -134,14 +134,14 @@ class RichReporter(Reporter):
             self.live.start()
 
     def rate(self, seen: int) -> float:
-        return (seen - self.seen0) / max(time.time() - self.t1s, 1e-9) if self.seen0 is not None else 0.0
+        return (seen - self.seen0) / max(time.time() - self.t1, 1e-9) if self.seen0 is not None else 0.0
 
     def step(self, state: TrainState, metrics, lr):
         now = time.time()
         if self.seen0 is None:  # throughput counts from the end of the first step of the epoch (no warm-up in it)
-            self.seen0, self.t1s = state.seen, now
-        if self.steps0 is None:  # so does the time a step takes, over the whole run
-            self.steps0, self.t1 = state.step, now
+            self.seen0, self.t1 = state.seen, now
+        if self.last_step_at is not None:  # so does the time a step takes
+            self.step_s, self.steps_timed = self.step_s + now - self.last_step_at, self.steps_timed + 1
         self.seen, self.last_step_at = state.seen, now
         v = self.view
         v.batch, v.step, v.lr, v.best = state.batch, state.step, lr, state.best
@@ -154,16 +154,15 @@ class RichReporter(Reporter):
     def etas(self) -> None:
         """Seconds left in the epoch and in the run: steps left at the measured time a step, plus each
         remaining epoch's end (validation) at the time the last one took."""
-        v, now = self.view, time.time()
-        v.elapsed = now - self.t_start
-        done = v.step - (self.steps0 or 0)
-        per_step = (now - self.t1) / done if self.t1 is not None and done > 0 else None
+        v = self.view
+        v.elapsed = time.time() - self.t_start
+        per_step = self.step_s / self.steps_timed if self.steps_timed else None
         if per_step is None:
             v.epoch_left = v.run_left = None
             return
-        ends_left = v.epochs - v.epoch + 1
-        v.epoch_left = (v.batches - v.batch) * per_step + self.val_s
-        v.run_left = max(v.total_steps - v.step, 0) * per_step + ends_left * self.val_s
+        steps_left = max(v.total_steps - v.step, 0)  # train.max_steps may end the run inside this epoch
+        v.epoch_left = min(v.batches - v.batch, steps_left) * per_step + self.val_s
+        v.run_left = steps_left * per_step + (v.epochs - v.epoch + 1) * self.val_s
 
     def epoch_end(self, epoch, metrics):
         if self.last_step_at is not None:

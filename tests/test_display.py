@@ -214,3 +214,31 @@ def test_train_shows_the_fetch_of_its_data(mirrors, data_home, monkeypatch, tmp_
     for name in mirrors["files"]:
         assert name in shown, name
     assert r.stdout.startswith("run: ")
+
+
+def test_the_etas_count_the_steps_left_and_the_validations(monkeypatch):
+    """Time a step and an epoch's end, then check the ETAs: the run's is the epoch's plus the later epochs."""
+    import netcli.display as display
+    from netcli.train import TrainState
+
+    clock = [100.0]
+    monkeypatch.setattr(display.time, "time", lambda: clock[0])
+    r = RichReporter(Console(file=io.StringIO()), plain=True)
+    r.start("runs/x", 0, 3 * 10, "val_loss")
+    state = TrainState()
+    for epoch in range(2):
+        r.epoch_start(epoch, 3, 10, 0)
+        for b in range(10):
+            clock[0] += 0.5  # a step takes 0.5 s
+            state.step, state.batch, state.seen, state.sums = state.step + 1, b + 1, 8 * (b + 1), {"loss": 1.0}
+            r.step(state, {"loss": 1.0}, 0.1)
+        if epoch == 0:
+            assert r.view.epoch_left == 0 and r.view.run_left == pytest.approx(20 * 0.5)
+            clock[0] += 2.0  # validation takes 2 s
+            r.epoch_end(epoch, {"val_loss": 0.5})
+            state.batch = 0
+    r.epoch_start(2, 3, 10, 0)  # the last epoch: 10 steps and its validation left
+    assert r.view.epoch_left == pytest.approx(10 * 0.5 + 2) and r.view.run_left == pytest.approx(10 * 0.5 + 2)
+    r.view.total_steps = 25  # train.max_steps ends the run halfway through the epoch
+    r.etas()
+    assert r.view.epoch_left == pytest.approx(5 * 0.5 + 2) == r.view.run_left
