@@ -3,17 +3,18 @@
 Horovod's and nanoGPT's design: every rank holds the whole model, all ranks
 draw the same data order, and each takes its own slice of every global batch
 (``data.batch_size`` stays the global batch). After the backward pass one
-all-reduce sums each optimizer's flat gradient buffer (with the loss riding
-along), so every rank takes the same optimizer step; a second, tiny one sums
-the step's metrics and a stop flag (a signal to any rank stops all at the same
-step). Rank 0 broadcasts the initial parameters and is the only one that
-writes the run directory.
+all-reduce sums the optimizer's flat gradient buffer together with the step's
+loss, metrics and a stop flag, which ride in spare entries at the buffer's end
+(a signal to any rank stops all at the same step), so every rank takes the same
+optimizer step. Rank 0 broadcasts the initial parameters and is the only one
+that writes the run directory. (Batch norm adds its own small all-reduces of
+per-channel sums, three per layer and step: see ``batch_sums``.)
 
 N ranks reproduce the one-process run (to rounding) because nothing a rank
 computes depends on how the batch was cut:
 
 - each rank's loss is the mean over its own b of the global B samples, so its
-  gradients are B/b times its share of the global mean's; ``reduce_gradients``
+  gradients are B/b times its share of the global mean's; ``reduce_step``
   weighs them by b/B before summing;
 - batch norm sums its statistics over the global batch (``batch_sums``);
 - every random draw that has a batch axis (dropout masks, noise, timesteps) is
@@ -30,8 +31,7 @@ exits with one line instead of hanging (``RankLost``).
     idx = my_rows(global_idx)           # this rank's slice of a global batch
     with step_batch(len(idx), len(global_idx)):
         ...forward, backward...
-        loss = reduce_gradients(group, loss)   # before the optimizer's step
-    metrics, stop = reduce_metrics(metrics, len(idx), len(global_idx), stop)
+        loss, *metrics, stop = reduce_step(group, [loss, *metrics, stop])   # before the optimizer's step
 """
 from __future__ import annotations
 
@@ -269,36 +269,30 @@ def batch_sums(local: np.ndarray, gradient: bool = False) -> np.ndarray:
     return out / share if gradient else out
 
 
-# -- the step's all-reduces ------------------------------------------------------------------
+# -- the step's all-reduce ------------------------------------------------------------------
 
 
-def reduce_gradients(params, loss: float) -> float:
-    """Inside ``step_batch``: sum the ranks' gradients in place, each weighted by its rows / total; the global loss.
+def reduce_step(params, values: list[float]) -> list[float]:
+    """Inside ``step_batch``: the step's all-reduce. Sums the ranks' gradients in place, each weighted by its
+    rows / total, and returns each of ``values`` (this rank's means over its rows: the loss, the metrics, a
+    stop flag) as the global batch's mean.
 
-    ``params``: the ParamGroup an optimizer steps; each of its flat gradient buffers (one per dtype)
-    is summed in place, with a small buffer of loss x rows in flight at the same time.
+    ``params``: the ParamGroup an optimizer steps (an empty one for values alone). The values ride in the
+    spare entries past its gradient buffer (``ParamGroup.reduction``), so a model of one dtype sends one
+    contiguous array: one all-reduce per step. Outside a distributed step ``values`` come back as they are.
     """
     if _batch is None:
-        return loss
+        return values
     from mpi4py import MPI
 
     _, rows, total = _batch
     share = rows / total
-    tail = np.array([loss * rows])
-    buffers = [*params.grad_buffers(), tail]
-    for g in buffers[:-1]:
+    for g in params.grad_buffers():
         g *= share
+    buffers, slots = params.reduction(len(values))
+    slots[:] = [v * share for v in values]
     _wait_all([_world.comm.Iallreduce(MPI.IN_PLACE, b, op=MPI.SUM) for b in buffers], "gradient all-reduce")
-    return float(tail[0]) / total
-
-
-def reduce_metrics(metrics: dict[str, float], rows: int, total: int, stop: bool) -> tuple[dict[str, float], bool]:
-    """The global batch's metric means from each rank's, and whether any rank was asked to stop (one small all-reduce)."""
-    if not _world:
-        return metrics, stop
-    names = list(metrics)  # the same order on every rank: the model's
-    tail = allreduce_sum(np.array([metrics[k] * rows for k in names] + [float(stop)]), "metrics all-reduce")
-    return {k: float(tail[i]) / total for i, k in enumerate(names)}, bool(tail[-1])
+    return [float(v) for v in slots]
 
 
 def reduce_sums(sums: dict[str, float]) -> dict[str, float]:

@@ -13,6 +13,11 @@ to a device is one call per buffer. Each view starts on a 64-byte boundary;
 the few padding entries between views stay zero in both buffers (an update
 of a zero parameter with a zero gradient is zero in every optimizer here).
 
+Each gradient buffer is allocated with ``SPARE`` free entries just past its
+end: a data-parallel step writes its loss, metric sums and stop flag there and
+all-reduces gradients and scalars as one contiguous array, with nothing copied
+(``reduction``).
+
 A ``ParamGroup`` is a list of segments. ``ParamGroup.of`` wraps arrays that
 live apart (tests, a layer outside a model), one segment each, without
 copying them; ``subset`` cuts a model's group down to some of its networks
@@ -30,6 +35,7 @@ from .layers.base import Layer, walk
 
 Param = tuple[str, np.ndarray, np.ndarray]  # (name, param, grad)
 ALIGN_BYTES = 64
+SPARE = 32  # entries allocated past each gradient buffer for a step's scalars (loss, metrics, stop flag)
 
 
 @dataclass
@@ -45,11 +51,16 @@ class Entry:
 
 @dataclass
 class Segment:
-    """Parameters of one dtype laid end to end: ``data`` (n,) and ``grad`` (n,), contiguous."""
+    """Parameters of one dtype laid end to end: ``data`` (n,) and ``grad`` (n,), contiguous.
+
+    ``grad_spare`` (n + s,): ``grad`` and the s free entries just past it in the same memory (None where the
+    gradient is not followed by free room: arrays wrapped by ``of``, a subset that ends before its buffer).
+    """
 
     data: np.ndarray
     grad: np.ndarray
     entries: list[Entry] = field(default_factory=list)
+    grad_spare: np.ndarray | None = None
 
     def view(self, e: Entry) -> tuple[np.ndarray, np.ndarray]:
         s = slice(e.offset, e.offset + e.size)
@@ -89,8 +100,9 @@ class ParamGroup:
                     continue
                 if run:
                     lo, hi = run[0].offset, run[-1].offset + run[-1].size
+                    spare = seg.grad_spare[lo:] if seg.grad_spare is not None and hi == len(seg.grad) else None
                     out.append(Segment(seg.data[lo:hi], seg.grad[lo:hi],
-                                       [Entry(r.name, r.offset - lo, r.shape) for r in run]))
+                                       [Entry(r.name, r.offset - lo, r.shape) for r in run], spare))
                     run = []
         return ParamGroup(out)
 
@@ -102,6 +114,25 @@ class ParamGroup:
 
     def grad_buffers(self) -> Iterator[np.ndarray]:
         return (seg.grad for seg in self.segments)
+
+    def reduction(self, k: int) -> tuple[list[np.ndarray], np.ndarray]:
+        """The contiguous arrays that carry this group's gradients and ``k`` scalars in an all-reduce, and the
+        (k,) slots for the scalars.
+
+        One array, the last gradient buffer with the slots in its spare entries, when the group is one
+        buffer that has them (a model's parameters of one dtype: every shipped model); otherwise one per
+        buffer and a float64 (k,) array of its own. Nothing is copied either way. In a float32 run the
+        scalars travel in float32: a metric's sum over the global batch is rounded to float32's 24 bits
+        (about 6e-8 relative, the precision it was computed at; counts such as correct predictions stay
+        exact below 2**24).
+        """
+        grads = list(self.grad_buffers())
+        last = self.segments[-1] if self.segments else None
+        if last is not None and last.grad_spare is not None and len(last.grad_spare) - len(last.grad) >= k:
+            whole = last.grad_spare[:len(last.grad) + k]
+            return [*grads[:-1], whole], whole[len(last.grad):]
+        slots = np.zeros(k)
+        return [*grads, slots], slots
 
     # -- the gradient operations of a step: here and nowhere else -----------------------
     def grads_finite(self) -> bool:
@@ -157,7 +188,8 @@ def pack(networks: Iterable[tuple[str, Layer]]) -> ParamGroup:
         where[id(p)] = (seg, entry)
         offsets[p.dtype] = start + p.size
     for dtype, seg in segments.items():  # allocate, then copy in and hand each layer its views
-        seg.data, seg.grad = _aligned_zeros(offsets[dtype], dtype), _aligned_zeros(offsets[dtype], dtype)
+        seg.data, seg.grad_spare = _aligned_zeros(offsets[dtype], dtype), _aligned_zeros(offsets[dtype] + SPARE, dtype)
+        seg.grad = seg.grad_spare[:offsets[dtype]]
     for name, layer, key in slots:
         seg, entry = where[id(layer.params[key])]
         p_view, g_view = seg.view(entry)

@@ -37,6 +37,7 @@ from .errors import CheckpointError, ConfigError, RunError, UserError
 from .layers.base import ShapeError, walk
 from .models.base import LossError, Model
 from .optim import Optimizer
+from .params import ParamGroup
 from .registry import DATASETS, MODELS, OPTIMIZERS
 from .runs import (MetricsLog, append_text, assign_arrays, find_run, load_checkpoint, new_run_dir,
                    remove_temp_files, run_lock, save_checkpoint, write_json, write_text)
@@ -359,6 +360,7 @@ class Trainer:
         self.stop_requested: str | None = None  # a signal arrived (set by the handler)
         self.stop_agreed: str | None = None  # ... to this or another rank, as of the last step's all-reduce
         self.stopped_by_reporter: str | None = None
+        self.step_metrics: dict[str, float] | None = None  # the step's metrics over the global batch (agree)
         self.grads_from_output = [(f"{path}{key}", layer.type_name, g)  # backward order: output to input
                                   for name, net in exp.model.networks().items()
                                   for path, layer in walk(net, f"{name}.") for key, g in layer.grads.items()][::-1]
@@ -455,14 +457,18 @@ class Trainer:
 
         ``xb`` is this rank's slice of a global batch of ``total`` samples (all of it in one process):
         under mpiexec each optimizer's gradients are averaged over the ranks before they are checked
-        (apply), and the metrics after the step.
+        (apply), the metrics and the stop flag with the last optimizer's.
         """
         exp, tc = self.exp, self.exp.cfg.train
         lr = exp.schedule(state.step)
         before = self.skippable_state() if tc.nan_policy == "skip" else None
+        self.step_metrics = None
         try:
             with D.step_batch(len(xb), total):
-                metrics = exp.model.train_step(xb, yb, lambda name, loss: self.apply(name, loss, lr, state))
+                metrics = exp.model.train_step(
+                    xb, yb, lambda name, loss, metrics=None: self.apply(name, loss, lr, state, metrics))
+                if self.step_metrics is None:  # the model did not hand them to its last step: one more all-reduce
+                    self.agree(metrics, D.reduce_step(ParamGroup([]), self.step_values(metrics)))
         except _SkipBatch as skip:
             self.restore_state(before)
             state.skipped += 1
@@ -471,9 +477,7 @@ class Trainer:
                                   f"{state.skipped} of at most {tc.max_skips} skipped")
             state.batch += 1
             return
-        metrics, stop = D.reduce_metrics(metrics, len(xb), total, self.stop_requested is not None)
-        if stop:
-            self.stop_agreed = self.stop_requested or "a signal to another rank"
+        metrics = self.step_metrics
         state.step += 1
         state.batch += 1
         for k, v in metrics.items():
@@ -504,10 +508,16 @@ class Trainer:
             self.exp.optimizers[name].load_state_dict(d)
         self.model_rng.bit_generator.state = rng
 
-    def apply(self, name: str, loss: float, lr: float, state: TrainState) -> None:
-        """The update of optimizer ``name``: refuse non-finite values (skip or stop), clip, step."""
+    def apply(self, name: str, loss: float, lr: float, state: TrainState, metrics: dict[str, float] | None) -> None:
+        """The update of optimizer ``name``: refuse non-finite values (skip or stop), clip, step.
+
+        Under mpiexec the gradients, the loss and (with the model's last step) the batch's ``metrics`` and
+        the stop flag are averaged over the ranks first, in one all-reduce.
+        """
         tc, opt = self.exp.cfg.train, self.exp.optimizers[name]
-        loss = D.reduce_gradients(opt.group, loss)  # the global batch's gradients and loss, under mpiexec
+        loss, *rest = D.reduce_step(opt.group, [loss, *(self.step_values(metrics) if metrics is not None else [])])
+        if metrics is not None:
+            self.agree(metrics, rest)
         bad = self.non_finite(loss)
         if bad:
             if tc.nan_policy == "skip" and state.skipped < tc.max_skips:
@@ -522,6 +532,18 @@ class Trainer:
         if tc.clip_norm:
             opt.group.clip_grad_norm(tc.clip_norm)
         opt.step(lr)
+
+    def step_values(self, metrics: dict[str, float]) -> list[float]:
+        """What a step's all-reduce averages beside the gradients: the metrics (in the model's order, the same
+        on every rank) and whether this rank was asked to stop (> 0 after it: some rank was)."""
+        return [*metrics.values(), float(self.stop_requested is not None)]
+
+    def agree(self, metrics: dict[str, float], values: list[float]) -> None:
+        """Take the averaged ``step_values``: the step's metrics, and a stop that any rank was asked for."""
+        *means, stop = values
+        self.step_metrics = dict(zip(metrics, means))
+        if stop:
+            self.stop_agreed = self.stop_requested or "a signal to another rank"
 
     def non_finite(self, loss: float) -> str | None:
         """Name what went non-finite: the loss, and the gradient nearest the output (where it started)."""

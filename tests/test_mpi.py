@@ -1,8 +1,10 @@
 """Data-parallel training under a real mpiexec (the `mpi` extra: mpi4py + the mpich wheel's mpiexec).
 
-N ranks must end a run where one process ends it (float64, within 1e-10
-relative); a signal to mpiexec checkpoints once and exits 130 on every rank; a
-killed rank ends the job within seconds; a run resumes on another number of ranks.
+N ranks (2, 3 with uneven slices, 4 oversubscribed) must end a run of 300
+steps where one process ends it (float64, within 1e-10 relative); a step is
+one all-reduce; a signal to mpiexec checkpoints once and exits 130 on every
+rank; a killed rank ends the job within seconds; a run resumes on another
+number of ranks.
 """
 import os
 import signal
@@ -15,11 +17,15 @@ import numpy as np
 import pytest
 import yaml
 
+from netcli.config import load_config
+from netcli.train import build_experiment
+
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 MPIEXEC = str(BIN / "mpiexec")
 NETCLI = [str(BIN / "netcli")]
 RANK = [sys.executable, str(ROOT / "tests" / "mpi_rank.py")]
+COUNT = [sys.executable, str(ROOT / "tests" / "mpi_count.py")]
 
 CNN = {
     "name": "cnn", "seed": 1, "dtype": "float64",
@@ -35,14 +41,14 @@ CNN = {
 }  # 112 training samples in batches of 16: 7 steps an epoch
 TRANSFORMER = {
     "name": "tr", "seed": 2, "dtype": "float64",
-    "data": {"dataset": "reverse_digits", "seq_len": 6, "train_size": 110, "test_size": 20, "batch_size": 16,
-             "val_fraction": 0.1},  # 99 training samples: the last batch of each epoch has 3
+    "data": {"dataset": "reverse_digits", "seq_len": 6, "train_size": 116, "test_size": 20, "batch_size": 16,
+             "val_fraction": 0.1},  # 104 training samples: the last batch of each epoch has 8 (3 + 3 + 2 on 3 ranks)
     "model": {"type": "classifier", "layers": [
         {"type": "embedding", "vocab_size": 10, "dim": 16}, {"type": "sinusoidal_position"},
         {"type": "transformer_encoder", "blocks": 2, "heads": 2, "ffn": 32, "dropout": 0.1},
         {"type": "dense", "units": 10}]},
     "optimizer": {"type": "adam", "lr": 0.003},
-    "train": {"epochs": 100, "max_steps": 200},
+    "train": {"epochs": 100, "max_steps": 300},
 }
 
 
@@ -53,11 +59,13 @@ def env(**extra):
     return e
 
 
-def netcli(folder: Path, ranks: int, *args, mpi_args=(), wrap=False, timeout=300, background=False):
+def netcli(folder: Path, ranks: int, *args, mpi_args=(), wrap=False, count=False, timeout=300, background=False):
     """``netcli ARGS`` in ``folder``: plainly for ranks == 0, else under ``mpiexec -n ranks``."""
     cmd = [*NETCLI, *map(str, args)]
     if wrap:
         cmd = [*RANK, str(folder), *cmd]
+    if count:
+        cmd = [*COUNT, str(folder), *map(str, args)]
     if ranks:
         cmd = [MPIEXEC, *mpi_args, "-n", str(ranks), *cmd]
     if background:  # its own process group, which the test's cleanup kills if the test fails
@@ -122,7 +130,7 @@ def references(tmp_path_factory):
     return out
 
 
-@pytest.mark.parametrize("ranks", [2, 3])
+@pytest.mark.parametrize("ranks", [2, 3, 4])
 @pytest.mark.parametrize("model", ["cnn", "transformer"])
 def test_ranks_reproduce_one_process(references, tmp_path, model, ranks):
     ref_folder, ref = references[model]
@@ -130,7 +138,7 @@ def test_ranks_reproduce_one_process(references, tmp_path, model, ranks):
     run = train(folder, ranks)
     assert relative(weights(ref), weights(run)) < 1e-10
     summary = yaml.safe_load((run / "summary.json").read_text())
-    assert summary["ranks"] == ranks and summary["steps"] == (300 if model == "cnn" else 200)
+    assert summary["ranks"] == ranks and summary["steps"] == 300
     ref_summary = yaml.safe_load((ref / "summary.json").read_text())
     for k, v in ref_summary["metrics"].items():  # epoch metric sums and validation over the global batch
         assert summary["metrics"][k] == pytest.approx(v, rel=1e-9), k
@@ -138,17 +146,37 @@ def test_ranks_reproduce_one_process(references, tmp_path, model, ranks):
     assert len((run / "metrics.jsonl").read_text().splitlines()) == len(ref_log)  # rank 0 alone wrote it
 
 
+def test_a_step_is_one_all_reduce_of_the_gradient_buffer_and_its_scalars(tmp_path):
+    """Gradients, the optimizer's loss, the step's metrics (loss, accuracy) and the stop flag travel in one
+    contiguous array per step (a model without batch norm, whose statistics add their own, and without
+    validation, which adds one per epoch)."""
+    cfg = {**CNN, "data": {**CNN["data"], "val_fraction": 0.0},
+           "model": {"type": "classifier", "layers": ["flatten", {"type": "dense", "units": 8}, "relu",
+                                                      {"type": "dropout", "rate": 0.2}, {"type": "dense", "units": 3}]},
+           "train": {"epochs": 3}}
+    folder = write(tmp_path, cfg)
+    r = netcli(folder, 2, "train", "run.yaml", "--runs-dir", "runs", "-q", count=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+    steps = yaml.safe_load((last_run(folder) / "summary.json").read_text())["steps"]
+    grad = build_experiment(load_config(folder / "run.yaml")).model.parameters.segments[0].grad
+    for rank in (0, 1):
+        sizes = yaml.safe_load((folder / f"allreduce.{rank}.json").read_text())
+        assert sizes == [len(grad) + 4] * steps == [len(grad) + 4] * 27  # 140 samples in batches of 16, 3 epochs
+
+
 def test_resume_on_another_number_of_ranks(references, tmp_path):
-    """1 process for 40 steps, 2 ranks to 120, 3 ranks to 300: the one-process run of 300 steps."""
+    """4 ranks for 40 steps, 1 process to 120, 2 ranks to 200, 3 ranks to 300: the one-process run of 300 steps."""
     _, ref = references["cnn"]
     folder = write(tmp_path, CNN)
-    run = train(folder, 0, "--set", "train.max_steps=40")
-    for ranks, steps in ((2, 120), (3, 300)):
+    run = train(folder, 4, "--set", "train.max_steps=40")
+    said = {0: "with 1 process (it was trained with 4 MPI ranks)",
+            2: "with 2 MPI ranks (it was trained with 1 process)",
+            3: "with 3 MPI ranks (it was trained with 2 MPI ranks)"}
+    for ranks, steps in ((0, 120), (2, 200), (3, 300)):
         r = netcli(folder, ranks, "train", "run.yaml", "--resume", run, "--set", f"train.max_steps={steps}",
                    "--allow-config-change", "-q")
         assert r.returncode == 0, r.stderr
-        before = "1 process" if ranks == 2 else "2 MPI ranks"
-        assert f"with {ranks} MPI ranks (it was trained with {before})" in r.stdout
+        assert said[ranks] in r.stdout, r.stdout
     assert relative(weights(ref), weights(run)) < 1e-10
 
 

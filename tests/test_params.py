@@ -8,7 +8,7 @@ from netcli import backend as B
 from netcli.layers.base import named_params
 from netcli.layers.container import Sequential
 from netcli.optim import make_optimizer
-from netcli.params import ParamGroup, pack
+from netcli.params import SPARE, ParamGroup, pack
 from netcli.registry import MODELS
 
 LAYERS = [{"type": "conv2d", "filters": 3, "kernel": 3}, {"type": "batchnorm"}, {"type": "relu"},
@@ -88,6 +88,27 @@ def test_subset_is_the_chosen_networks_as_views_of_the_same_buffers():
         g[...] = 1
     gen.zero_grad()
     assert all(g.all() for _, _, g in named_params(b))  # the other network's gradients are untouched
+
+
+def test_reduction_carries_gradients_and_scalars_in_one_array_without_copies():
+    """What a data-parallel step all-reduces: the gradient buffer and, in the spare room past it, its scalars."""
+    a, b = built(0), built(1)
+    group = pack([("gen", a), ("disc", b)])
+    grad = group.segments[0].grad
+    grad[...] = np.arange(len(grad))
+    (whole,), slots = group.reduction(3)
+    assert len(whole) == len(grad) + 3 and whole.ctypes.data == grad.ctypes.data  # the same memory, 3 past it
+    slots[:] = [7, 8, 9]
+    np.testing.assert_array_equal(whole, [*np.arange(len(grad)), 7, 8, 9])
+    assert slots.dtype == grad.dtype
+    assert group.subset(["disc."]).reduction(3)[0][0].base is whole.base  # the last network ends the buffer
+    # what has no room past it sends its scalars apart: the first of two networks, arrays wrapped by of,
+    # more scalars than the room holds
+    for part, k in ((group.subset(["gen."]), 3), (ParamGroup.of([("p", np.ones(3), np.ones(3))]), 3),
+                    (group, SPARE + 1)):
+        buffers, slots = part.reduction(k)
+        assert len(buffers) == 2 and buffers[-1] is slots and slots.shape == (k,)
+        assert np.shares_memory(buffers[0], part.segments[0].grad) and len(buffers[0]) == len(part.segments[0].grad)
 
 
 def test_of_wraps_arrays_without_copying_and_counts_a_shared_array_once():

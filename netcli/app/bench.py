@@ -94,7 +94,7 @@ def bench_model(model, optimizers, lr: float, x, y, repeats: int) -> tuple[list[
     """
     opt_time = [0.0]
 
-    def step(name, loss):
+    def step(name, loss, metrics=None):
         t0 = time.perf_counter()
         optimizers[name].step(lr)
         opt_time[0] += time.perf_counter() - t0
@@ -111,7 +111,7 @@ def bench_model(model, optimizers, lr: float, x, y, repeats: int) -> tuple[list[
             t.trace_memory = True
         tracemalloc.start()
         start = tracemalloc.get_traced_memory()[0]
-        model.train_step(x, y, lambda name, loss: None)  # the optimizers' steps come after the measurement
+        model.train_step(x, y, lambda name, loss, metrics=None: None)  # the optimizers' steps come after the measurement
         peak = tracemalloc.get_traced_memory()[1] - start
         tracemalloc.stop()
         for t in everything:

@@ -17,7 +17,10 @@ those networks' parameters (views into ``self.parameters``) and never asks
 which type of model it holds; ``step(name, loss)`` checks, clips and applies
 that optimizer's update. A model with two optimizers (a GAN) computes the
 discriminator's gradients, calls ``step("discriminator", loss)``, then the
-generator's and ``step("generator", loss)``.
+generator's and ``step("generator", loss)``. A model that knows its metrics by
+its last step hands them over there, ``step(name, loss, metrics)``: under
+mpiexec they then ride in the same all-reduce as the gradients (otherwise the
+trainer averages them in one more after the step).
 
 Application code (netcli/app/) asks ``require(model, capability, what)`` instead
 of testing type names, and the monitored metric's direction comes from
@@ -118,10 +121,11 @@ class Model:
         """Each named optimizer and the networks whose parameters it updates (default: one over all)."""
         return {"main": tuple(self.networks())}
 
-    def train_step(self, x, y, step: Callable[[str, float], None]) -> dict[str, float]:
-        """Train on one batch: compute gradients, then ``step(name, loss)`` for each optimizer in turn."""
+    def train_step(self, x, y, step: Callable[..., None]) -> dict[str, float]:
+        """Train on one batch: compute gradients, then ``step(name, loss)`` for each optimizer in turn
+        (the last with the batch's metrics: ``step(name, loss, metrics)``)."""
         metrics = self.train_batch(x, y)
-        step("main", metrics["loss"])
+        step("main", metrics["loss"], metrics)
         return metrics
 
     def train_batch(self, x, y) -> dict[str, float]:
