@@ -32,7 +32,7 @@ from . import __version__
 from . import backend as B
 from . import distributed as D
 from .config import ExperimentConfig, config_from_dict, differing_keys, dump_config, flatten, load_config, locate
-from .data import DataInfo, Splits, load_data
+from .data import DataInfo, Splits, load_data, select
 from .errors import CheckpointError, ConfigError, RunError, UserError
 from .layers.base import ShapeError, walk
 from .models.base import LossError, Model
@@ -592,7 +592,7 @@ class Trainer:
             val = {f"val_{k}": v for k, v in exp.model.eval_metrics(x, y, exp.cfg.data.batch_size).items()}
         else:  # each rank its part of the split, then the sums of all parts
             part = D.my_slice(len(x))
-            means = exp.model.eval_metrics(x[part], y[part], exp.cfg.data.batch_size)
+            means = exp.model.eval_metrics(select(x, part), y[part], exp.cfg.data.batch_size)
             sums = D.reduce_sums({k: v * (part.stop - part.start) for k, v in means.items()})
             val = {f"val_{k}": v / len(x) for k, v in sums.items()}
         self.log.write(state.step, state.epoch, "val", val)

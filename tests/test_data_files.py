@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from netcli.data import DataError, load_data, parse_data_config
+from netcli.data import DataError, Rows, load_data, parse_data_config, select
 from netcli.data.base import make_splits, validation_indices
 from netcli.data.idx import encode_idx
 
@@ -96,6 +96,49 @@ def test_npz_explicit_task_classification_refuses_fractional_labels(tmp_path):
     np.savez(tmp_path / "a.npz", x=np.ones((2, 1)), y=np.array([0.5, 1.0]))
     with pytest.raises(DataError, match="set task: regression"):
         load(dataset="npz", path=str(tmp_path / "a.npz"), task="classification")
+
+
+# -- npy ---------------------------------------------------------------------
+def test_npy_features_stay_on_disk_until_a_batch_is_read(tmp_path, rng):
+    x, y = rng.standard_normal((50, 3, 4)), rng.integers(0, 5, 50)
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "y.npy", y)
+    np.save(tmp_path / "tx.npy", x[:7].astype(np.float16))
+    np.save(tmp_path / "ty.npy", y[:7])
+    s = load(seed=2, base_dir=tmp_path, dataset="npy", features="x.npy", targets="y.npy", test_features="tx.npy",
+             test_targets="ty.npy", val_fraction=0.2)
+    assert all(isinstance(a, Rows) and isinstance(a.source, np.memmap) for a in (s.train_x, s.val_x, s.test_x))
+    assert type(s.train_y) is np.ndarray and s.train_y.dtype == np.int64  # the targets are read whole
+    tr, va = validation_indices(50, 0.2, seed=2)
+    assert s.input_shape == (3, 4) and len(s.train_x) == 40 and s.train_x.shape == (40, 3, 4)
+    assert s.info().input_dtype == "float32" and s.num_classes == int(y.max()) + 1
+    batch = s.train_x[np.array([5, 0, 5])]  # (3, 3, 4): a batch, read and cast
+    assert type(batch) is np.ndarray and batch.dtype == np.float32
+    np.testing.assert_array_equal(batch, x[tr[[5, 0, 5]]].astype(np.float32))
+    np.testing.assert_array_equal(s.val_x[:], x[va].astype(np.float32))
+    np.testing.assert_array_equal(select(s.val_x, slice(2, 5))[1:], x[va[3:5]].astype(np.float32))
+    np.testing.assert_array_equal(s.test_x[2:4], x[2:4].astype(np.float16).astype(np.float32))
+    limited = load(seed=2, base_dir=tmp_path, dataset="npy", features="x.npy", targets="y.npy", limit=10,
+                   val_fraction=0.2)
+    assert isinstance(limited.train_x, Rows) and len(limited.train_x) == 8 and len(limited.val_x) == 2
+
+
+def test_npy_bad_files_name_the_file(tmp_path, monkeypatch):
+    monkeypatch.setattr("netcli.data.files.CHUNK_BYTES", 64)  # the finiteness check reads 8 samples at a time
+    x = np.ones((30, 2))
+    x[21, 1] = np.inf
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "y.npy", np.zeros(30, int))
+    with pytest.raises(DataError, match=r"x.npy: features contain NaN or inf \(first in sample 21\)"):
+        load(dataset="npy", features=str(tmp_path / "x.npy"), targets=str(tmp_path / "y.npy"))
+    np.save(tmp_path / "o.npy", np.array([[{}], [{}]], dtype=object), allow_pickle=True)
+    with pytest.raises(DataError, match="o.npy: not a readable .npy"):
+        load(dataset="npy", features=str(tmp_path / "o.npy"), targets=str(tmp_path / "y.npy"))
+    with pytest.raises(DataError, match="set both test_features and test_targets"):
+        load(dataset="npy", features=str(tmp_path / "x.npy"), targets=str(tmp_path / "y.npy"),
+             test_features=str(tmp_path / "x.npy"))
+    with pytest.raises(DataError, match="nothere.npy: no such file"):
+        load(dataset="npy", features="nothere.npy", targets="y.npy", base_dir=tmp_path)
 
 
 # -- csv ---------------------------------------------------------------------------

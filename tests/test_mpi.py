@@ -7,6 +7,7 @@ rank; a killed rank ends the job within seconds; a run resumes on another
 number of ranks.
 """
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -59,8 +60,10 @@ def env(**extra):
     return e
 
 
-def netcli(folder: Path, ranks: int, *args, mpi_args=(), wrap=False, count=False, timeout=300, background=False):
-    """``netcli ARGS`` in ``folder``: plainly for ranks == 0, else under ``mpiexec -n ranks``."""
+def netcli(folder: Path, ranks: int, *args, mpi_args=(), wrap=False, count=False, timeout=300, background=False,
+           data_limit: int | None = None):
+    """``netcli ARGS`` in ``folder``: plainly for ranks == 0, else under ``mpiexec -n ranks``; ``data_limit``:
+    the bytes of private memory (RLIMIT_DATA) each process may hold."""
     cmd = [*NETCLI, *map(str, args)]
     if wrap:
         cmd = [*RANK, str(folder), *cmd]
@@ -73,7 +76,14 @@ def netcli(folder: Path, ranks: int, *args, mpi_args=(), wrap=False, count=False
                              start_new_session=True)
         _started.append(p)
         return p
-    return subprocess.run(cmd, cwd=folder, env=env(), capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(cmd, cwd=folder, env=env(), capture_output=True, text=True, timeout=timeout,
+                          preexec_fn=data_limit and (lambda: limit_data(data_limit)))
+
+
+def limit_data(nbytes: int) -> None:
+    """Let this process (and what it starts) hold at most ``nbytes`` of heap and private mappings; a file
+    mapped read-only (np.load(mmap_mode="r")) is not counted, its pages are the kernel's to drop."""
+    resource.setrlimit(resource.RLIMIT_DATA, (nbytes, nbytes))
 
 
 _started: list[subprocess.Popen] = []
@@ -269,3 +279,47 @@ def test_eval_and_sample_on_an_mpi_run(references, tmp_path):
     assert relative(weights(one), weights(two)) < 1e-10  # the reparameterisation noise too
     r = netcli(tmp_path, 0, "sample", two, "-n", "4")
     assert r.returncode == 0 and "wrote" in r.stdout, r.stderr
+
+
+LIMIT = 384 << 20  # what each process may hold; a netcli process holds about 150 MiB once it has started
+BIG = {
+    "name": "big", "seed": 0,
+    "data": {"dataset": "npy", "features": "x.npy", "targets": "y.npy", "batch_size": 512, "val_fraction": 0.02},
+    "model": {"type": "classifier", "layers": [{"type": "dense", "units": 16}, "relu", {"type": "dense", "units": 2}]},
+    "optimizer": {"type": "adam", "lr": 0.003}, "train": {"epochs": 1},
+}
+
+
+@pytest.fixture(scope="module")
+def big_npy(tmp_path_factory) -> Path:
+    """1 GiB of float32 features (262,144 samples of 1,024) in x.npy, 2.7 times LIMIT, and their labels in y.npy."""
+    folder = tmp_path_factory.mktemp("big")
+    n, f, chunk = 1 << 18, 1 << 10, 1 << 14
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, n)
+    x = np.lib.format.open_memmap(folder / "x.npy", mode="w+", dtype=np.float32, shape=(n, f))
+    for i in range(0, n, chunk):  # written in parts: this process need not hold it either
+        x[i:i + chunk] = rng.random((chunk, f), dtype=np.float32) - 0.5
+        x[i:i + chunk, :4] += y[i:i + chunk, None] - 0.5  # the label shows in the first four features
+    x.flush()
+    del x
+    np.save(folder / "y.npy", y)
+    (folder / "run.yaml").write_text(yaml.safe_dump(BIG))
+    return folder
+
+
+def test_the_big_set_does_not_fit_in_a_process_read_whole(big_npy):
+    r = subprocess.run([sys.executable, "-c", "import numpy as np; np.load('x.npy')"], cwd=big_npy, env=env(),
+                       capture_output=True, text=True, preexec_fn=lambda: limit_data(LIMIT))
+    assert r.returncode != 0 and "MemoryError" in r.stderr, r.stderr
+
+
+@pytest.mark.parametrize("ranks", [0, 2])
+def test_a_data_set_larger_than_a_process_may_hold_trains_memory_mapped(big_npy, ranks):
+    """Each process reads only its batches (each rank its slices of them) from the mapped file."""
+    runs = f"runs{ranks}"
+    r = netcli(big_npy, ranks, "train", "run.yaml", "--runs-dir", runs, "-q", data_limit=LIMIT)
+    assert r.returncode == 0, r.stdout + r.stderr
+    summary = yaml.safe_load(next((big_npy / runs).glob("*/*/summary.json")).read_text())
+    assert summary["status"] == "finished" and summary["steps"] == 502  # 256,901 training samples in batches of 512
+    assert summary["metrics"]["val_accuracy"] > 0.99

@@ -34,6 +34,8 @@ Datasets (see each Config for every option):
     mnist, fashion_mnist   x float32 in [0, 1] (N, 1, 28, 28); as_sequence: (N, 28, 28); flatten: (N, 784);
                            normalize: standard -> (x - mean) / std. y int64 (N,), 10 classes.
     npz                    path, x_key, y_key, test_path, task
+    npy                    features, targets, test_features, test_targets, task (features memory-mapped:
+                           Rows, read batch by batch; targets read whole)
     csv                    path, label_column (numbers or class names), test_path, task, delimiter
     idx                    images, labels, test_images, test_labels (uint8 images scaled to [0, 1])
     sine                   x (N, seq_len, 1) float32, y (N, horizon) float32; regression
@@ -53,7 +55,7 @@ from pydantic import Field, TypeAdapter
 
 from ..registry import DATASETS
 from . import files, mnist, synthetic  # noqa: F401  (registers the datasets)
-from .base import DataConfig, DataError, DataInfo, Dataset, Progress, Splits, register_dataset
+from .base import DataConfig, DataError, DataInfo, Dataset, Progress, Rows, Splits, register_dataset, select
 from .cache import list_cached
 
 
@@ -78,5 +80,5 @@ def fetch(name: str, progress: Progress = None) -> dict:
     return DATASETS.get(name).fetch(progress)
 
 
-__all__ = ["DataConfig", "DataError", "DataInfo", "Dataset", "Progress", "Splits", "data_config_type", "fetch",
-           "list_cached", "load_data", "parse_data_config", "register_dataset"]
+__all__ = ["DataConfig", "DataError", "DataInfo", "Dataset", "Progress", "Rows", "Splits", "data_config_type", "fetch",
+           "list_cached", "load_data", "parse_data_config", "register_dataset", "select"]

@@ -20,6 +20,44 @@ class DataError(ValueError):
     """A problem with data the user can fix: a missing or corrupt file, a wrong shape, no route to fetch."""
 
 
+class Rows:
+    """Samples of an array on disk (a memory-mapped .npy), read only when indexed.
+
+    ``rows[idx]`` (an index array or a slice) reads those samples and returns them as a float32 array;
+    ``select(rows, idx)`` is another Rows over some of them, with nothing read. Training then touches
+    only its batches (under mpiexec each rank only its slices of them), and the memory a data set takes
+    is its batches plus an index of 8 bytes a sample.
+    """
+
+    dtype = np.dtype(np.float32)
+
+    def __init__(self, source: np.ndarray, index: np.ndarray | None = None):
+        self.source = source            # (M, ...) e.g. np.load(path, mmap_mode="r")
+        self.index = index              # (N,) the rows of source that these are; None: all of them
+
+    def __len__(self) -> int:
+        return len(self.source) if self.index is None else len(self.index)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (len(self), *self.source.shape[1:])
+
+    @property
+    def ndim(self) -> int:
+        return self.source.ndim
+
+    def __getitem__(self, key) -> np.ndarray:
+        return np.array(self.source[key if self.index is None else self.index[key]], dtype=self.dtype)
+
+    def select(self, key) -> "Rows":
+        return Rows(self.source, np.arange(len(self))[key] if self.index is None else self.index[key])
+
+
+def select(x, key):
+    """The samples ``x[key]``: for Rows another Rows (nothing read), for an array the array's own indexing."""
+    return x.select(key) if isinstance(x, Rows) else x[key]
+
+
 class DataConfig(BaseModel):
     """Options every dataset has. Each dataset's Config subclasses this with `dataset: Literal[name]`."""
 
@@ -63,7 +101,10 @@ class DataInfo(BaseModel):
 
 @dataclass
 class Splits:
-    """A loaded dataset: numpy arrays with the sample axis first. ``test_x``/``test_y`` may be None."""
+    """A loaded dataset: numpy arrays with the sample axis first. ``test_x``/``test_y`` may be None.
+
+    Features read from .npy files are ``Rows`` (on disk until indexed); index them, or ``select`` from them.
+    """
 
     train_x: np.ndarray
     train_y: np.ndarray
@@ -128,13 +169,13 @@ def make_splits(config: DataConfig, seed: int, train: tuple[np.ndarray, np.ndarr
     """
     (x, y), limit = train, config.limit
     if limit is not None:
-        x, y = x[:limit], y[:limit]
+        x, y = select(x, slice(limit)), y[:limit]
         if test is not None:
-            test = (test[0][: max(1, limit // 5)], test[1][: max(1, limit // 5)])
+            test = (select(test[0], slice(max(1, limit // 5))), test[1][: max(1, limit // 5)])
     tr, va = validation_indices(len(x), config.val_fraction, seed)
-    train_x = transform(x[tr])
+    train_x = transform(select(x, tr))
     return Splits(
-        train_x=train_x, train_y=y[tr], val_x=transform(x[va]), val_y=y[va],
+        train_x=train_x, train_y=y[tr], val_x=transform(select(x, va)), val_y=y[va],
         test_x=None if test is None else transform(test[0]), test_y=None if test is None else test[1],
         task=task, num_classes=num_classes,
         input_shape=tuple(train_x.shape[1:]), target_shape=tuple(y.shape[1:]), class_names=class_names,

@@ -1,4 +1,5 @@
-"""The user's own data: named arrays in .npz, a .csv with a header, or IDX image + label files.
+"""The user's own data: named arrays in .npz, .npy files read memory-mapped, a .csv with a header, or IDX
+image + label files.
 
 Relative paths resolve against ``base_dir`` (the config file's folder) when load_data is given one.
 Every problem names the file and says what to change. Task inference when ``task`` is not set:
@@ -7,6 +8,7 @@ integer (or, in a CSV, text) labels mean classification, anything else regressio
 from __future__ import annotations
 
 import csv
+import math
 import zipfile
 from pathlib import Path
 from typing import Literal, Optional
@@ -16,11 +18,12 @@ from pydantic import Field
 
 from ..registry import did_you_mean
 from ..userfiles import check_file
-from .base import DataConfig, DataError, Dataset, Progress, Splits, Task, make_splits, register_dataset
+from .base import DataConfig, DataError, Dataset, Progress, Rows, Splits, Task, make_splits, register_dataset
 from .idx import read_idx
 from .mnist import LayoutConfig, layout, layout_name
 
 MAX_INFERRED_CLASSES = 1000  # more distinct integer labels than this is most likely a regression target
+CHUNK_BYTES = 1 << 26  # checks over features read this much at a time (a memory-mapped file is never read whole)
 
 
 def resolve(path: Path, base_dir: Path | None) -> Path:
@@ -28,17 +31,21 @@ def resolve(path: Path, base_dir: Path | None) -> Path:
     return path if path.is_absolute() or base_dir is None else Path(base_dir) / path
 
 
-def check_x(x: np.ndarray, name: str) -> np.ndarray:
-    """Features (N, ...) as float32, refusing text, 1-D and non-finite data."""
+def check_x(x: np.ndarray, name: str) -> np.ndarray | Rows:
+    """Features (N, ...) as float32, refusing text, 1-D and non-finite data; a memory-mapped array stays
+    on disk (Rows, converted batch by batch)."""
     if not (np.issubdtype(x.dtype, np.number) or x.dtype == bool) or np.issubdtype(x.dtype, np.complexfloating):
         raise DataError(f"{name}: features have dtype {x.dtype}; expected real numbers")
     if x.ndim < 2:
         raise DataError(f"{name}: features have shape {x.shape}; expected (samples, features...), "
                         "reshape 1-D data to (N, 1)")
-    if np.issubdtype(x.dtype, np.inexact) and not np.isfinite(x).all():
-        bad = int(np.argwhere(~np.isfinite(x.reshape(len(x), -1)))[0, 0])
-        raise DataError(f"{name}: features contain NaN or inf (first in sample {bad}); clean or drop those rows")
-    return x.astype(np.float32)
+    step = max(1, CHUNK_BYTES // max(1, x[:1].nbytes))
+    for start in range(0, len(x) if np.issubdtype(x.dtype, np.inexact) else 0, step):
+        finite = np.isfinite(x[start:start + step].reshape(-1, math.prod(x.shape[1:])))  # (rows, features)
+        if not finite.all():
+            bad = start + int(np.argwhere(~finite)[0, 0])
+            raise DataError(f"{name}: features contain NaN or inf (first in sample {bad}); clean or drop those rows")
+    return Rows(x) if isinstance(x, np.memmap) else x.astype(np.float32)
 
 
 def check_y(y: np.ndarray, n: int, task: Task | None, name: str) -> tuple[np.ndarray, Task]:
@@ -127,6 +134,50 @@ class NpzDataset(Dataset):
         keys = (c.x_key, c.y_key)
         test = read_npz(test_path, keys) if test_path else None
         return finish(c, seed, c.task, read_npz(path, keys), str(path), test, str(test_path))
+
+
+# -- npy --------------------------------------------------------------------
+def read_npy(path: Path) -> np.ndarray:
+    """A .npy file memory-mapped read-only: nothing is read until it is indexed."""
+    check_data_file(path)
+    try:
+        return np.load(path, mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError, EOFError) as e:
+        raise DataError(f"{path}: not a readable .npy of plain numbers ({e}); save it with numpy.save") from None
+
+
+@register_dataset("npy")
+class NpyDataset(Dataset):
+    """Features and targets in two .npy files. The features are memory-mapped: a training set larger than
+    memory trains, reading only its batches (under mpiexec each rank its slices of them). The targets
+    (labels or values, small beside the features) are read whole."""
+
+    class Config(DataConfig):
+        dataset: Literal["npy"] = Field("npy", description="Features and targets in two .npy files (numpy.save); "
+                                                           "the features are read memory-mapped, batch by batch.")
+        features: Path = Field(description="The training features, (N, ...) (relative paths: from the config "
+                                           "file's folder).")
+        targets: Path = Field(description="The training targets, (N,) labels or (N, k) values.")
+        test_features: Optional[Path] = Field(None, description="Test features of the same layout (optional).")
+        test_targets: Optional[Path] = Field(None, description="The test targets (with test_features).")
+        task: Optional[Task] = Field(None, description="classification or regression; default: inferred from the "
+                                                       "labels (integers: classification).")
+
+    @classmethod
+    def targets_source(cls, config):
+        return str(config.targets)
+
+    def load(self, seed: int, *, progress: Progress = None, base_dir: Path | None = None) -> Splits:
+        c = self.config
+        if (c.test_features is None) != (c.test_targets is None):
+            raise DataError("npy data: set both test_features and test_targets, or neither")
+        def pair(features: Path, targets: Path) -> tuple[np.ndarray, np.ndarray]:  # targets: plain arrays
+            return read_npy(resolve(features, base_dir)), np.asarray(read_npy(resolve(targets, base_dir)))
+
+        train = pair(c.features, c.targets)
+        test = pair(c.test_features, c.test_targets) if c.test_features else None
+        return finish(c, seed, c.task, train, str(resolve(c.features, base_dir)), test,
+                      str(resolve(c.test_features, base_dir)) if c.test_features else "")
 
 
 # -- csv --------------------------------------------------------------------
