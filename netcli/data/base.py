@@ -32,7 +32,7 @@ class Rows:
     dtype = np.dtype(np.float32)
 
     def __init__(self, source: np.ndarray, index: np.ndarray | None = None):
-        self.source = source            # (M, ...) e.g. np.load(path, mmap_mode="r")
+        self.source = source            # (M, ...) e.g. a memory-mapped .npy (files.read_npy)
         self.index = index              # (N,) the rows of source that these are; None: all of them
 
     def __len__(self) -> int:
