@@ -323,3 +323,20 @@ def test_a_data_set_larger_than_a_process_may_hold_trains_memory_mapped(big_npy,
     summary = yaml.safe_load(next((big_npy / runs).glob("*/*/summary.json")).read_text())
     assert summary["status"] == "finished" and summary["steps"] == 502  # 256,901 training samples in batches of 512
     assert summary["metrics"]["val_accuracy"] > 0.99
+
+
+def test_without_mpi4py_a_plain_run_trains_and_a_launched_one_says_what_to_install(tmp_path):
+    """netcli imports mpi4py only under a launcher: a plain process trains without it; ranks started by one
+    (PMI_SIZE, as mpiexec sets it) without mpi4py stop with one line naming the extra."""
+    folder = write(tmp_path, {**CNN, "train": {"max_steps": 2}})
+    stub = tmp_path / "no_mpi4py" / "mpi4py"
+    stub.mkdir(parents=True)
+    (stub / "__init__.py").write_text("raise ImportError('No module named mpi4py')\n")
+    hide = {"PYTHONPATH": f"{stub.parent}{os.pathsep}{ROOT}"}
+    cmd = [*NETCLI, "train", "run.yaml", "--runs-dir", "runs", "-q"]
+    r = subprocess.run(cmd, cwd=folder, env=env(**hide), capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and "max_steps" in r.stdout, r.stdout + r.stderr
+    r = subprocess.run(cmd, cwd=folder, env=env(**hide, PMI_SIZE="2"), capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert r.stderr.strip().splitlines() == [
+        "error: mpiexec started 2 ranks but mpi4py is not installed; pip install 'netcli[mpi]'"]
