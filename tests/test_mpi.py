@@ -204,20 +204,20 @@ def test_threads_per_rank_and_errors_once(tmp_path):
     assert "data.batch_size" in r.stderr and "leave 2 in the last batch" in r.stderr
 
 
-def wait_for(path: Path, timeout: float = 60) -> None:
+def wait_for_checkpoint(folder: Path, name: str, timeout: float = 60) -> Path:
+    """The run being trained in ``folder``, once its checkpoints/``name`` exists (runs/cnn/ appears before its run)."""
     end = time.time() + timeout
-    while not path.exists():
-        assert time.time() < end, f"{path} did not appear"
+    while not (found := sorted((folder / "runs").glob(f"*/*/checkpoints/{name}"))):
+        assert time.time() < end, f"no checkpoints/{name} appeared under {folder / 'runs'}"
         time.sleep(0.1)
+    return found[-1].parent.parent
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_signal_to_mpiexec_checkpoints_once_and_exits_130_everywhere(tmp_path, signum):
     folder = write(tmp_path, {**CNN, "train": {"epochs": 100_000}})
     p = netcli(folder, 2, "train", "run.yaml", "--runs-dir", "runs", "-q", wrap=True, background=True)
-    wait_for(folder / "runs" / "cnn")
-    run = last_run(folder)
-    wait_for(run / "checkpoints" / "best.npz")  # an epoch is done: training is under way
+    run = wait_for_checkpoint(folder, "best.npz")  # an epoch is done: training is under way
     p.send_signal(signum)
     stdout, stderr = p.communicate(timeout=60)
     assert p.returncode == 130, stdout + stderr
@@ -231,8 +231,7 @@ def test_signal_to_mpiexec_checkpoints_once_and_exits_130_everywhere(tmp_path, s
 def test_killed_rank_ends_the_job_and_the_checkpoint_loads(tmp_path):
     folder = write(tmp_path, {**CNN, "train": {"epochs": 100_000, "checkpoint_every": 5}})
     p = netcli(folder, 2, "train", "run.yaml", "--runs-dir", "runs", "-q", wrap=True, background=True)
-    wait_for(folder / "runs" / "cnn")
-    wait_for(last_run(folder) / "checkpoints" / "last.npz")
+    wait_for_checkpoint(folder, "last.npz")
     os.kill(int((folder / "pid.1").read_text()), signal.SIGKILL)
     start = time.time()
     p.communicate(timeout=60)
@@ -250,8 +249,7 @@ def test_survivor_of_a_killed_rank_stops_waiting_with_one_line(tmp_path):
                    mpi_args=["-disable-auto-cleanup"])
     finally:
         del os.environ["NETCLI_MPI_TIMEOUT"]
-    wait_for(folder / "runs" / "cnn")
-    wait_for(last_run(folder) / "checkpoints" / "last.npz")
+    wait_for_checkpoint(folder, "last.npz")
     os.kill(int((folder / "pid.1").read_text()), signal.SIGKILL)
     start = time.time()
     _, stderr = p.communicate(timeout=60)
